@@ -1,0 +1,49 @@
+// core/config: the project's lakeloop.yaml (runtime settings) with defaults for everything, so a
+// project folder without the file still runs. Unknown keys are errors, reported with line numbers.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "core/status.h"
+
+namespace lakeloop {
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8080";
+  int io_threads = 1;        // Beast/Asio network threads; never block
+  int worker_threads = 2;    // blocking work: SQL, commits
+  int64_t max_body_bytes = 64 << 20;
+  bool require_auth = false;  // tokens are always required when listening beyond loopback
+  int shutdown_grace_ms = 10000;
+};
+
+struct SqlConfig {
+  int threads = 2;
+  std::string memory_limit = "2GB";
+  int64_t query_timeout_ms = 30000;
+  int64_t default_row_limit = 10000;  // rows returned as JSON when the request gives no limit
+  int64_t max_row_limit = 1000000;
+};
+
+struct LakeConfig {
+  // Superseded snapshots stay queryable (time travel) and their files stay on disk this long.
+  int64_t snapshot_retention_s = 7 * 24 * 3600;
+  // Staging folders older than this with no live run are garbage from a crash.
+  int64_t staging_grace_s = 3600;
+};
+
+struct Config {
+  std::string name = "lakeloop";
+  std::string log_level = "info";
+  ServerConfig server;
+  SqlConfig sql;
+  LakeConfig lake;
+};
+
+// Reads <project>/lakeloop.yaml if present; defaults otherwise. Errors name file, line and key.
+Result<Config> LoadConfig(const std::filesystem::path& project_dir);
+Result<Config> ParseConfig(const std::string& yaml_text, const std::string& file_name);
+
+}  // namespace lakeloop

@@ -1,0 +1,42 @@
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+
+namespace lakeloop {
+namespace {
+
+TEST(ConfigTest, DefaultsWhenEmpty) {
+  auto c = ParseConfig("", "lakeloop.yaml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->server.listen, "127.0.0.1:8080");
+  EXPECT_GE(c->sql.threads, 1);
+}
+
+TEST(ConfigTest, ReadsSections) {
+  auto c = ParseConfig("name: shop\nserver:\n  listen: 0.0.0.0:9000\n  worker_threads: 3\n"
+                       "sql:\n  memory_limit: 1GB\n",
+                       "lakeloop.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->name, "shop");
+  EXPECT_EQ(c->server.listen, "0.0.0.0:9000");
+  EXPECT_EQ(c->server.worker_threads, 3);
+  EXPECT_EQ(c->sql.memory_limit, "1GB");
+}
+
+TEST(ConfigTest, UnknownKeyNamesFileAndLine) {
+  auto c = ParseConfig("name: shop\nserver:\n  lisen: x\n", "p/lakeloop.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("p/lakeloop.yaml:3"), std::string::npos)
+      << c.status().message();
+  EXPECT_NE(c.status().message().find("server.lisen"), std::string::npos);
+}
+
+TEST(ConfigTest, WrongTypeAndSyntaxErrors) {
+  EXPECT_FALSE(ParseConfig("server:\n  io_threads: many\n", "f").ok());
+  EXPECT_FALSE(ParseConfig("server: [1,\n", "f").ok());
+  EXPECT_FALSE(ParseConfig("server:\n  io_threads: 0\n", "f").ok());
+}
+
+}  // namespace
+}  // namespace lakeloop

@@ -1,0 +1,36 @@
+// core/fs: durable filesystem helpers (fsync of files and directories, atomic replace, lock files).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace lakeloop {
+
+Status FsyncPath(const std::filesystem::path& path);  // a file or a directory
+// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
+Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data);
+Result<std::string> ReadFile(const std::filesystem::path& path);
+Status CreateDirs(const std::filesystem::path& path);
+
+// An exclusive advisory lock (flock) on a file, held for the object's lifetime. Writes the
+// holder's pid and the given note into the file for diagnostics.
+class LockFile {
+ public:
+  static Result<LockFile> Acquire(const std::filesystem::path& path, std::string_view note);
+  LockFile(LockFile&& other) noexcept;
+  LockFile& operator=(LockFile&& other) noexcept;
+  ~LockFile();
+  // Reads what the current holder wrote, if the lock is held by someone.
+  static Result<std::string> ReadHolder(const std::filesystem::path& path);
+  // True if some process holds the lock right now.
+  static bool IsHeld(const std::filesystem::path& path);
+
+ private:
+  explicit LockFile(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+}  // namespace lakeloop

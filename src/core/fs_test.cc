@@ -1,0 +1,59 @@
+#include "core/fs.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/ids.h"
+
+namespace lakeloop {
+namespace {
+namespace fs = std::filesystem;
+
+fs::path TempDir() {
+  fs::path p = fs::temp_directory_path() / ("lakeloop-fs-" + RandomHex(6));
+  fs::create_directories(p);
+  return p;
+}
+
+TEST(FsTest, AtomicWriteReplacesWholeFile) {
+  fs::path d = TempDir();
+  ASSERT_TRUE(WriteFileAtomic(d / "a", "first").ok());
+  ASSERT_TRUE(WriteFileAtomic(d / "a", "second").ok());
+  EXPECT_EQ(*ReadFile(d / "a"), "second");
+  int files = 0;
+  for (auto& e : fs::directory_iterator(d)) files += e.is_regular_file();
+  EXPECT_EQ(files, 1);  // no temp file left behind
+  EXPECT_EQ(ReadFile(d / "missing").status().code(), Code::kNotFound);
+  fs::remove_all(d);
+}
+
+TEST(FsTest, LockFileIsExclusiveAcrossProcesses) {
+  fs::path d = TempDir();
+  auto lock = LockFile::Acquire(d / "lock", "test");
+  ASSERT_TRUE(lock.ok());
+  EXPECT_TRUE(LockFile::IsHeld(d / "lock"));
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto second = LockFile::Acquire(d / "lock", "child");
+    _exit(second.ok() ? 1 : (second.status().code() == Code::kConflict ? 0 : 2));
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  { auto moved = std::move(*lock); }
+  EXPECT_FALSE(LockFile::IsHeld(d / "lock"));
+  fs::remove_all(d);
+}
+
+TEST(IdsTest, UuidsAndHashes) {
+  std::string a = NewUuid(), b = NewUuid();
+  EXPECT_EQ(a.size(), 36u);
+  EXPECT_EQ(a[14], '4');
+  EXPECT_NE(a, b);
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(RandomHex(16).size(), 32u);
+}
+
+}  // namespace
+}  // namespace lakeloop
