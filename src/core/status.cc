@@ -14,6 +14,7 @@ constexpr std::array kCodeTable = {
     CodeInfo{Code::kUnauthenticated, "unauthenticated", 401},
     CodeInfo{Code::kPermissionDenied, "permission_denied", 403},
     CodeInfo{Code::kNotFound, "not_found", 404},
+    CodeInfo{Code::kMethodNotAllowed, "method_not_allowed", 405},
     CodeInfo{Code::kConflict, "conflict", 409},
     CodeInfo{Code::kAlreadyExists, "already_exists", 409},
     CodeInfo{Code::kPayloadTooLarge, "payload_too_large", 413},

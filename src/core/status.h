@@ -22,6 +22,7 @@ enum class Code {
   kUnauthenticated,      // no token or an unknown one (401)
   kPermissionDenied,     // the token's role is too weak (403)
   kNotFound,             // (404)
+  kMethodNotAllowed,     // the path exists, the method does not (405)
   kConflict,             // a concurrent change won, or the state forbids it (409)
   kAlreadyExists,        // (409)
   kPayloadTooLarge,      // (413)

@@ -1,0 +1,48 @@
+// api/handlers: the REST routes of lakeloop, one file per component (health, sql, tables, tokens).
+// Each AddXRoutes registers its routes with their roles and OpenAPI metadata on a Router.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "api/api.h"
+#include "catalog/catalog.h"
+#include "core/config.h"
+#include "core/time.h"
+#include "lake/lake.h"
+#include "sql/sql.h"
+
+namespace lakeloop::api {
+
+// What the handlers use; owned by the composition root (app), which outlives the server.
+struct Services {
+  const Config* config = nullptr;
+  catalog::Store* catalog = nullptr;
+  catalog::TokenStore* tokens = nullptr;
+  lake::Lake* lake = nullptr;
+  sql::Engine* engine = nullptr;  // sandboxed: user SQL
+  sql::Engine* loader = nullptr;  // internal: converts uploads to Parquet
+  std::filesystem::path scratch_dir;
+  Micros started_at = 0;
+  std::string version;
+};
+
+Status AddHealthRoutes(Router& router, Services* services);
+Status AddSqlRoutes(Router& router, Services* services);
+Status AddTableRoutes(Router& router, Services* services);
+Status AddTokenRoutes(Router& router, Services* services);
+
+// Every route of the server, OpenAPI document included.
+Status AddAllRoutes(Router& router, Services* services);
+
+// Adapts the catalog's token store to the server's verifier interface.
+class CatalogTokenVerifier : public TokenVerifier {
+ public:
+  explicit CatalogTokenVerifier(catalog::TokenStore* tokens) : tokens_(tokens) {}
+  Result<Role> Verify(std::string_view token) override;
+
+ private:
+  catalog::TokenStore* tokens_;
+};
+
+}  // namespace lakeloop::api

@@ -1,0 +1,184 @@
+#include "app/app.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <boost/json.hpp>
+#include <condition_variable>
+#include <thread>
+
+#include "core/ids.h"
+#include "core/json.h"
+#include "core/log.h"
+
+namespace lakeloop::app {
+namespace fs = std::filesystem;
+
+void BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config, Mode mode) {
+  std::unique_ptr<App> app(new App());
+  app->paths_ = paths;
+  app->config_ = config;
+  RETURN_IF_ERROR(CreateDirs(paths.lake()));
+  RETURN_IF_ERROR(CreateDirs(paths.scratch()));
+  RETURN_IF_ERROR(CreateDirs(paths.logs()));
+  if (mode == Mode::kOwner) {
+    ASSIGN_OR_RETURN(LockFile lock, LockFile::Acquire(paths.lock(), "lakeloop"));
+    app->lock_.emplace(std::move(lock));
+  }
+  // Catalog and the modules' schemas.
+  ASSIGN_OR_RETURN(app->catalog_, catalog::OpenSqlite(paths.catalog()));
+  std::vector<catalog::Migration> migrations = lake::Lake::Migrations();
+  for (auto& m : catalog::TokenStore::Migrations()) migrations.push_back(m);
+  RETURN_IF_ERROR(catalog::Migrate(*app->catalog_, migrations));
+  app->tokens_ = std::make_unique<catalog::TokenStore>(app->catalog_.get());
+  // Lake.
+  app->store_ = lake::NewLocalObjectStore(paths.lake());
+  lake::LakeOptions lo;
+  lo.snapshot_retention_s = config.lake.snapshot_retention_s;
+  lo.staging_grace_s = config.lake.staging_grace_s;
+  app->lake_ = std::make_unique<lake::Lake>(app->store_.get(), app->catalog_.get(), lo);
+  if (mode == Mode::kOwner) {
+    RETURN_IF_ERROR(app->lake_->Recover().WithContext("recovering the lake"));
+    // Scratch files (uploads, exports, spills) of a previous process are garbage.
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(paths.scratch(), ec)) fs::remove_all(e.path(), ec);
+  }
+  // SQL: a sandboxed engine for users, an internal one for loading data.
+  sql::EngineOptions eo;
+  eo.sandboxed = true;
+  eo.lake_root = paths.lake();
+  eo.scratch_dir = paths.scratch() / "sql";
+  eo.threads = config.sql.threads;
+  eo.memory_limit = config.sql.memory_limit;
+  ASSIGN_OR_RETURN(app->engine_, sql::Engine::Open(eo));
+  eo.sandboxed = false;
+  eo.scratch_dir = paths.scratch() / "loader";
+  eo.threads = 1;
+  ASSIGN_OR_RETURN(app->loader_, sql::Engine::Open(eo));
+  app->views_ = std::make_unique<sql::LakeViews>(app->engine_.get(), app->lake_.get());
+  RETURN_IF_ERROR(app->views_->Attach());
+
+  api::Services& s = app->services_;
+  s.config = &app->config_;
+  s.catalog = app->catalog_.get();
+  s.tokens = app->tokens_.get();
+  s.lake = app->lake_.get();
+  s.engine = app->engine_.get();
+  s.loader = app->loader_.get();
+  s.scratch_dir = paths.scratch();
+  s.started_at = NowMicros();
+  s.version = std::string(kVersion);
+  return app;
+}
+
+App::~App() = default;
+
+namespace {
+
+struct ListenAddress {
+  std::string host;
+  std::string port;
+};
+
+bool IsLoopback(const std::string& listen) {
+  return listen.rfind("127.", 0) == 0 || listen.rfind("localhost:", 0) == 0 ||
+         listen.rfind("[::1]:", 0) == 0;
+}
+
+// Reuses the local admin token of the last run when it still verifies, so restarts do not pile up
+// tokens; otherwise creates one.
+Result<std::string> LocalAdminToken(const Paths& paths, catalog::TokenStore& tokens) {
+  auto text = ReadFile(paths.admin_token());
+  if (text.ok()) {
+    auto role = tokens.Verify(*text);
+    if (role.ok() && *role == catalog::Role::kAdmin) return *text;
+  }
+  ASSIGN_OR_RETURN(auto created, tokens.Create(catalog::Role::kAdmin, "local-cli"));
+  RETURN_IF_ERROR(WriteFileAtomic(paths.admin_token(), created.token));
+  ::chmod(paths.admin_token().c_str(), 0600);
+  return created.token;
+}
+
+}  // namespace
+
+Status App::Serve(const std::optional<std::string>& listen) {
+  if (!lock_) return Internal("Serve needs the data directory's lock");
+  api::Router router;
+  RETURN_IF_ERROR(api::AddAllRoutes(router, &services_));
+  api::HttpServerOptions ho;
+  ho.listen = listen.value_or(config_.server.listen);
+  ho.io_threads = static_cast<size_t>(config_.server.io_threads);
+  ho.worker_threads = static_cast<size_t>(config_.server.worker_threads);
+  ho.max_body_bytes = static_cast<size_t>(config_.server.max_body_bytes);
+  ho.require_auth = config_.server.require_auth;
+  api::CatalogTokenVerifier verifier(tokens_.get());
+  api::HttpServer server(ho, std::move(router), &verifier);
+  RETURN_IF_ERROR(server.Start());
+
+  std::string host = ho.listen.substr(0, ho.listen.rfind(':'));
+  if (host == "0.0.0.0" || host == "[::]" || host.empty()) host = "127.0.0.1";
+  std::string url = "http://" + host + ":" + std::to_string(server.port());
+  RETURN_IF_ERROR(LocalAdminToken(paths_, *tokens_).status());
+  std::string info;
+  JsonWriter w(&info);
+  w.BeginObject()
+      .Key("url").String(url)
+      .Key("pid").Int(getpid())
+      .Key("auth_required").Bool(server.auth_required())
+      .EndObject();
+  RETURN_IF_ERROR(WriteFileAtomic(paths_.server_file(), info));
+  ::chmod(paths_.server_file().c_str(), 0600);
+  if (!IsLoopback(ho.listen)) {
+    spdlog::info("listening beyond loopback: every request needs a token (lakeloop token create)");
+  }
+  spdlog::info("lakeloop {} serving {} (project {}, data {})", kVersion, url,
+               paths_.project.string(), paths_.data.string());
+  std::printf("lakeloop is up: %s\n", url.c_str());
+  std::fflush(stdout);
+
+  // Garbage collection: expire snapshots and unlink files no running query can read.
+  std::mutex gc_mu;
+  std::condition_variable gc_cv;
+  bool stopping = false;
+  std::thread gc([&] {
+    std::unique_lock<std::mutex> lock(gc_mu);
+    while (!gc_cv.wait_for(lock, std::chrono::seconds(10), [&] { return stopping; })) {
+      lock.unlock();
+      auto stats = lake_->CollectGarbage(NowMicros(), engine_->OldestRunningQueryStart());
+      if (!stats.ok()) spdlog::warn("lake gc: {}", stats.status().ToString());
+      lock.lock();
+    }
+  });
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("received {}, draining requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  server.Stop(std::chrono::milliseconds(config_.server.shutdown_grace_ms));
+  {
+    std::lock_guard<std::mutex> lock(gc_mu);
+    stopping = true;
+  }
+  gc_cv.notify_all();
+  gc.join();
+  std::error_code ec;
+  fs::remove(paths_.server_file(), ec);
+  spdlog::info("stopped");
+  spdlog::default_logger()->flush();
+  return Status::Ok();
+}
+
+}  // namespace lakeloop::app

@@ -1,0 +1,81 @@
+// app: the composition root. Builds lakeloop's components from the project's config and the data
+// directory, starts them in dependency order (catalog, lake, sql, api) and stops them in reverse.
+// The `lakeloop` CLI (cli.cc) is the only other code here.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "api/api.h"
+#include "api/handlers.h"
+#include "catalog/catalog.h"
+#include "core/config.h"
+#include "core/fs.h"
+#include "core/thread_pool.h"
+#include "lake/lake.h"
+#include "sql/lake_io.h"
+#include "sql/sql.h"
+
+namespace lakeloop::app {
+
+inline constexpr std::string_view kVersion = "0.1.0";
+
+struct Paths {
+  std::filesystem::path project;
+  std::filesystem::path data;
+  std::filesystem::path catalog() const { return data / "catalog.db"; }
+  std::filesystem::path lake() const { return data / "lake"; }
+  std::filesystem::path scratch() const { return data / "tmp"; }
+  std::filesystem::path logs() const { return data / "logs"; }
+  std::filesystem::path lock() const { return data / "lakeloop.lock"; }
+  // Written by a running server (its URL and pid), removed when it stops; read by the CLI.
+  std::filesystem::path server_file() const { return data / "server.json"; }
+  // An admin token for the local CLI (mode 0600): whoever can read the data directory owns it.
+  std::filesystem::path admin_token() const { return data / "admin.token"; }
+};
+
+enum class Mode {
+  kOwner,     // owns the data directory (the lock): recovers, writes, serves
+  kReadOnly,  // reads committed state beside a possibly running owner; changes nothing
+};
+
+// Every component of one lakeloop process. Not copyable; destroyed in reverse order of creation.
+class App {
+ public:
+  static Result<std::unique_ptr<App>> Open(const Paths& paths, const Config& config, Mode mode);
+  ~App();
+
+  // Serves HTTP until SIGTERM/SIGINT, then drains requests and stops. `listen` overrides config.
+  Status Serve(const std::optional<std::string>& listen);
+
+  const Paths& paths() const { return paths_; }
+  const Config& config() const { return config_; }
+  lake::Lake& lake() { return *lake_; }
+  sql::Engine& engine() { return *engine_; }
+  sql::Engine& loader() { return *loader_; }
+  catalog::TokenStore& tokens() { return *tokens_; }
+
+ private:
+  App() = default;
+  Status StartGarbageCollector();
+
+  Paths paths_;
+  Config config_;
+  std::optional<LockFile> lock_;
+  std::unique_ptr<catalog::Store> catalog_;
+  std::unique_ptr<catalog::TokenStore> tokens_;
+  std::unique_ptr<lake::ObjectStore> store_;
+  std::unique_ptr<lake::Lake> lake_;
+  std::unique_ptr<sql::Engine> engine_;
+  std::unique_ptr<sql::Engine> loader_;
+  std::unique_ptr<sql::LakeViews> views_;
+  api::Services services_;
+};
+
+// Blocks SIGTERM, SIGINT and SIGPIPE in the calling thread (call before any thread starts, so every
+// thread inherits the mask) so that Serve can wait for them with sigwait.
+void BlockStopSignals();
+
+}  // namespace lakeloop::app

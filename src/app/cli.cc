@@ -1,0 +1,402 @@
+// The lakeloop command line. State-changing commands go through a running server's API when one
+// owns the data directory, and run embedded (taking the lock) when none does; read-only commands
+// use the server when it runs and read the data directory directly otherwise.
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "app/app.h"
+#include "app/internal/http_client.h"
+#include "core/json.h"
+#include "core/log.h"
+
+namespace lakeloop::app {
+namespace {
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+struct Globals {
+  std::string project = ".";
+  std::string data;
+  std::string log_level;
+};
+
+struct Remote {
+  std::string url;
+  std::string token;
+};
+
+Result<Paths> ResolvePaths(const Globals& g) {
+  Paths p;
+  std::error_code ec;
+  p.project = fs::absolute(g.project, ec);
+  if (!fs::is_directory(p.project)) {
+    return InvalidArgument("project folder " + p.project.string() + " does not exist");
+  }
+  p.data = g.data.empty() ? p.project / ".lakeloop" : fs::absolute(g.data, ec);
+  return p;
+}
+
+// The running server owning the data directory, if any.
+Result<std::optional<Remote>> FindServer(const Paths& paths) {
+  if (!LockFile::IsHeld(paths.lock())) return std::optional<Remote>();
+  auto info = ReadFile(paths.server_file());
+  if (!info.ok()) {
+    return Unavailable("the data directory " + paths.data.string() +
+                       " is locked by another lakeloop process that serves no API yet; retry");
+  }
+  ASSIGN_OR_RETURN(json::object o, ParseJsonObject(*info));
+  Remote r;
+  r.url = std::string(o.at("url").as_string());
+  auto token = ReadFile(paths.admin_token());
+  if (token.ok()) r.token = *token;
+  return std::optional<Remote>(r);
+}
+
+Result<std::string> Call(const Remote& r, const std::string& method, const std::string& path,
+                         const std::string& body, std::string accept = "application/json",
+                         std::string content_type = "application/json") {
+  std::vector<std::pair<std::string, std::string>> headers = {{"Accept", accept},
+                                                              {"Content-Type", content_type}};
+  if (!r.token.empty()) headers.push_back({"Authorization", "Bearer " + r.token});
+  ASSIGN_OR_RETURN(HttpResponse resp, HttpRequest(r.url, method, path, body, headers));
+  if (resp.status >= 400) {
+    auto err = ParseJsonObject(resp.body);
+    if (err.ok() && err->contains("error")) {
+      const auto& e = err->at("error").as_object();
+      std::string code(e.at("code").as_string());
+      Code c = Code::kInternal;
+      for (int i = 0; i <= static_cast<int>(Code::kInternal); ++i) {
+        if (CodeName(static_cast<Code>(i)) == code) c = static_cast<Code>(i);
+      }
+      return Status(c, std::string(e.at("message").as_string()));
+    }
+    return Internal("HTTP " + std::to_string(resp.status) + ": " + resp.body.substr(0, 200));
+  }
+  return resp.body;
+}
+
+Result<std::unique_ptr<App>> OpenEmbedded(const Paths& paths, Mode mode) {
+  ASSIGN_OR_RETURN(Config cfg, LoadConfig(paths.project));
+  return App::Open(paths, cfg, mode);
+}
+
+// ---- output -------------------------------------------------------------------------------------
+
+std::string CellText(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null:
+      return "NULL";
+    case json::kind::string:
+      return std::string(v.get_string());
+    default:
+      return ToJson(v);
+  }
+}
+
+size_t DisplayWidth(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;  // count UTF-8 code points
+  return n;
+}
+
+void PrintTable(const json::object& reply) {
+  const auto& cols = reply.at("columns").as_array();
+  const auto& rows = reply.at("rows").as_array();
+  std::vector<std::vector<std::string>> cells;
+  std::vector<size_t> width(cols.size(), 0);
+  std::vector<std::string> head;
+  for (size_t i = 0; i < cols.size(); ++i) {
+    head.push_back(std::string(cols[i].at("name").as_string()));
+    width[i] = DisplayWidth(head[i]);
+  }
+  for (const auto& r : rows) {
+    std::vector<std::string> line;
+    const auto& a = r.as_array();
+    for (size_t i = 0; i < a.size(); ++i) {
+      line.push_back(CellText(a[i]));
+      width[i] = std::max(width[i], DisplayWidth(line.back()));
+    }
+    cells.push_back(std::move(line));
+  }
+  auto print_row = [&](const std::vector<std::string>& line, bool right_numbers) {
+    for (size_t i = 0; i < line.size(); ++i) {
+      std::string pad(width[i] - DisplayWidth(line[i]), ' ');
+      bool num = right_numbers && !rows.empty() && rows[0].as_array()[i].is_number();
+      std::cout << (i ? " | " : "") << (num ? pad + line[i] : line[i] + pad);
+    }
+    std::cout << "\n";
+  };
+  print_row(head, false);
+  for (size_t i = 0; i < width.size(); ++i) {
+    std::cout << (i ? "-+-" : "") << std::string(width[i], '-');
+  }
+  std::cout << "\n";
+  for (const auto& line : cells) print_row(line, true);
+  std::cout << "(" << reply.at("row_count").to_number<int64_t>() << " row"
+            << (reply.at("row_count").to_number<int64_t>() == 1 ? "" : "s")
+            << (reply.at("truncated").as_bool() ? ", truncated" : "") << ")\n";
+}
+
+int Fail(const Status& s) {
+  std::cerr << "error: " << s.ToString() << "\n";
+  return InfoFor(s.code()).http_status >= 500 ? 2 : 1;
+}
+
+// ---- commands -----------------------------------------------------------------------------------
+
+int CmdUp(const Globals& g, const std::optional<std::string>& listen) {
+  auto paths = ResolvePaths(g);
+  if (!paths.ok()) return Fail(paths.status());
+  auto cfg = LoadConfig(paths->project);
+  if (!cfg.ok()) return Fail(cfg.status());
+  if (!g.log_level.empty()) cfg->log_level = g.log_level;
+  if (auto s = CreateDirs(paths->logs()); !s.ok()) return Fail(s);
+  if (auto s = InitLogging(cfg->log_level, paths->logs() / "lakeloop.log"); !s.ok()) return Fail(s);
+  auto app = App::Open(*paths, *cfg, Mode::kOwner);
+  if (!app.ok()) return Fail(app.status());
+  Status s = (*app)->Serve(listen);
+  if (!s.ok()) return Fail(s);
+  return 0;
+}
+
+int CmdSql(const Globals& g, const std::string& query, const std::string& format, int64_t limit) {
+  auto paths = ResolvePaths(g);
+  if (!paths.ok()) return Fail(paths.status());
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("sql").String(query);
+  if (limit >= 0) w.Key("limit").Int(limit);
+  w.EndObject();
+  std::string accept = format == "csv" ? "text/csv" : "application/json";
+  auto server = FindServer(*paths);
+  if (!server.ok()) return Fail(server.status());
+  std::string out;
+  if (*server) {
+    auto r = Call(**server, "POST", "/api/v1/sql", body, accept);
+    if (!r.ok()) return Fail(r.status());
+    out = std::move(*r);
+  } else {
+    auto app = OpenEmbedded(*paths, Mode::kReadOnly);
+    if (!app.ok()) return Fail(app.status());
+    sql::QueryRequest q;
+    q.sql = query;
+    q.limit = limit >= 0 ? limit : (*app)->config().sql.default_row_limit;
+    q.timeout_ms = (*app)->config().sql.query_timeout_ms;
+    q.format = format == "csv" ? sql::Format::kCsv : sql::Format::kJson;
+    auto r = (*app)->engine().Run(q);
+    if (!r.ok()) return Fail(r.status());
+    out = std::move(r->body);
+  }
+  if (format == "table") {
+    auto reply = ParseJsonObject(out);
+    if (!reply.ok()) return Fail(reply.status());
+    PrintTable(*reply);
+  } else {
+    std::cout << out;
+    if (format == "json") std::cout << "\n";
+  }
+  return 0;
+}
+
+int CmdTables(const Globals& g, const std::string& format) {
+  auto paths = ResolvePaths(g);
+  if (!paths.ok()) return Fail(paths.status());
+  auto server = FindServer(*paths);
+  if (!server.ok()) return Fail(server.status());
+  if (*server) {
+    auto r = Call(**server, "GET", "/api/v1/tables", "");
+    if (!r.ok()) return Fail(r.status());
+    if (format == "json") {
+      std::cout << *r << "\n";
+      return 0;
+    }
+    auto o = ParseJsonObject(*r);
+    if (!o.ok()) return Fail(o.status());
+    std::printf("%-32s %8s %12s %6s\n", "table", "version", "rows", "files");
+    for (const auto& t : o->at("tables").as_array()) {
+      std::printf("%-32s %8lld %12lld %6lld\n", std::string(t.at("name").as_string()).c_str(),
+                  static_cast<long long>(t.at("version").to_number<int64_t>()),
+                  static_cast<long long>(t.at("row_count").to_number<int64_t>()),
+                  static_cast<long long>(t.at("files").to_number<int64_t>()));
+    }
+    return 0;
+  }
+  auto app = OpenEmbedded(*paths, Mode::kReadOnly);
+  if (!app.ok()) return Fail(app.status());
+  auto tables = (*app)->lake().ListTables();
+  if (!tables.ok()) return Fail(tables.status());
+  if (format == "json") {
+    std::string out;
+    JsonWriter w(&out);
+    w.BeginObject().Key("tables").BeginArray();
+    for (const auto& t : *tables) {
+      auto snap = (*app)->lake().GetSnapshot(t.ref, t.current_version);
+      w.BeginObject().Key("name").String(t.ref.ToString()).Key("version").Int(t.current_version);
+      w.Key("row_count").Int(snap.ok() ? snap->total_rows : 0);
+      w.Key("files").Int(snap.ok() ? snap->file_count : 0).EndObject();
+    }
+    w.EndArray().EndObject();
+    std::cout << out << "\n";
+    return 0;
+  }
+  std::printf("%-32s %8s %12s %6s\n", "table", "version", "rows", "files");
+  for (const auto& t : *tables) {
+    auto snap = (*app)->lake().GetSnapshot(t.ref, t.current_version);
+    std::printf("%-32s %8lld %12lld %6lld\n", t.ref.ToString().c_str(),
+                static_cast<long long>(t.current_version),
+                static_cast<long long>(snap.ok() ? snap->total_rows : 0),
+                static_cast<long long>(snap.ok() ? snap->file_count : 0));
+  }
+  return 0;
+}
+
+int CmdLoad(const Globals& g, const std::string& table, const std::string& file,
+            const std::string& mode, std::string format) {
+  auto paths = ResolvePaths(g);
+  if (!paths.ok()) return Fail(paths.status());
+  auto ref = lake::ParseTableRef(table);
+  if (!ref.ok()) return Fail(ref.status());
+  auto wmode = lake::ParseWriteMode(mode);
+  if (!wmode.ok()) return Fail(wmode.status());
+  sql::FileFormat ff;
+  if (format.empty()) {
+    auto f = sql::FileFormatFromPath(file);
+    if (!f.ok()) return Fail(f.status());
+    ff = *f;
+    format = ff == sql::FileFormat::kCsv ? "csv" : ff == sql::FileFormat::kJson ? "json" : "parquet";
+  } else {
+    auto f = sql::ParseFileFormat(format);
+    if (!f.ok()) return Fail(f.status());
+    ff = *f;
+  }
+  if (!fs::is_regular_file(file)) return Fail(InvalidArgument("no such file: " + file));
+  auto server = FindServer(*paths);
+  if (!server.ok()) return Fail(server.status());
+  if (*server) {
+    auto data = ReadFile(file);
+    if (!data.ok()) return Fail(data.status());
+    auto r = Call(**server, "POST",
+                  "/api/v1/tables/" + table + "/commits?mode=" + mode + "&format=" + format, *data,
+                  "application/json", "application/octet-stream");
+    if (!r.ok()) return Fail(r.status());
+    std::cout << *r << "\n";
+    return 0;
+  }
+  auto app = OpenEmbedded(*paths, Mode::kOwner);
+  if (!app.ok()) return Fail(app.status());
+  sql::LoadRequest req;
+  req.table = *ref;
+  req.file = fs::absolute(file);
+  req.format = ff;
+  req.mode = *wmode;
+  auto snap = sql::LoadFile((*app)->loader(), (*app)->lake(), req);
+  if (!snap.ok()) return Fail(snap.status());
+  std::cout << "committed " << table << " version " << snap->version << ": " << snap->added_rows
+            << " rows added, " << snap->total_rows << " rows in total\n";
+  return 0;
+}
+
+int CmdTokenCreate(const Globals& g, const std::string& role, const std::string& name) {
+  auto paths = ResolvePaths(g);
+  if (!paths.ok()) return Fail(paths.status());
+  auto r = catalog::ParseRole(role);
+  if (!r.ok()) return Fail(r.status());
+  auto server = FindServer(*paths);
+  if (!server.ok()) return Fail(server.status());
+  std::string token, id;
+  if (*server) {
+    std::string body;
+    JsonWriter w(&body);
+    w.BeginObject().Key("role").String(role).Key("name").String(name).EndObject();
+    auto resp = Call(**server, "POST", "/api/v1/tokens", body);
+    if (!resp.ok()) return Fail(resp.status());
+    auto o = ParseJsonObject(*resp);
+    if (!o.ok()) return Fail(o.status());
+    token = std::string(o->at("token").as_string());
+    id = std::string(o->at("id").as_string());
+  } else {
+    auto app = OpenEmbedded(*paths, Mode::kOwner);
+    if (!app.ok()) return Fail(app.status());
+    auto created = (*app)->tokens().Create(*r, name);
+    if (!created.ok()) return Fail(created.status());
+    token = created->token;
+    id = created->id;
+  }
+  std::cout << "created " << role << " token " << id << " (shown once; keep it secret):\n"
+            << token << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  BlockStopSignals();
+  CLI::App cli{"lakeloop: lakehouse, streaming features and the MLOps loop in one server"};
+  cli.require_subcommand(1);
+  Globals g;
+  cli.add_option("--project", g.project, "project folder with the definitions (default: .)");
+  cli.add_option("--data", g.data, "data folder: catalog, lake, logs (default: <project>/.lakeloop)");
+  cli.add_option("--log-level", g.log_level, "trace|debug|info|warn|error");
+
+  std::optional<std::string> listen;
+  auto* up = cli.add_subcommand("up", "start the server on this data directory");
+  up->add_option("--listen", listen, "HOST:PORT (default from lakeloop.yaml, else 127.0.0.1:8080)");
+
+  std::string query, format = "table";
+  int64_t limit = -1;
+  auto* sqlc = cli.add_subcommand("sql", "run one SELECT or EXPLAIN over the lake");
+  sqlc->add_option("query", query, "the SQL")->required();
+  sqlc->add_option("--format", format, "table|csv|json")
+      ->check(CLI::IsMember({"table", "csv", "json"}));
+  sqlc->add_option("--limit", limit, "at most this many rows");
+
+  std::string tables_format = "table";
+  auto* tables = cli.add_subcommand("tables", "list lake tables");
+  tables->add_option("--format", tables_format, "table|json")
+      ->check(CLI::IsMember({"table", "json"}));
+
+  std::string load_table, load_file, load_mode = "append", load_format;
+  auto* load = cli.add_subcommand("load", "commit a CSV, JSON-lines or Parquet file to a lake table");
+  load->add_option("table", load_table, "<zone>.<table>")->required();
+  load->add_option("file", load_file, "the file")->required();
+  load->add_option("--mode", load_mode, "append|overwrite")
+      ->check(CLI::IsMember({"append", "overwrite"}));
+  load->add_option("--format", load_format, "csv|json|parquet (default: from the extension)");
+
+  auto* token = cli.add_subcommand("token", "API tokens");
+  token->require_subcommand(1);
+  std::string role, token_name;
+  auto* create = token->add_subcommand("create", "create a token; prints it alone on the last line");
+  create->add_option("--role", role, "reader|writer|admin")
+      ->required()
+      ->check(CLI::IsMember({"reader", "writer", "admin"}));
+  create->add_option("--name", token_name, "a note on who uses it");
+
+  auto* version = cli.add_subcommand("version", "print the version");
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);
+  }
+  if (!g.log_level.empty() && !up->parsed()) {
+    if (auto s = InitLogging(g.log_level); !s.ok()) return Fail(s);
+  } else if (!up->parsed()) {
+    (void)InitLogging("warn");
+  }
+  if (up->parsed()) return CmdUp(g, listen);
+  if (sqlc->parsed()) return CmdSql(g, query, format, limit);
+  if (tables->parsed()) return CmdTables(g, tables_format);
+  if (load->parsed()) return CmdLoad(g, load_table, load_file, load_mode, load_format);
+  if (create->parsed()) return CmdTokenCreate(g, role, token_name);
+  if (version->parsed()) {
+    std::cout << "lakeloop " << kVersion << "\n";
+    return 0;
+  }
+  return 1;
+}
+
+}  // namespace lakeloop::app

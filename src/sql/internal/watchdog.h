@@ -1,0 +1,60 @@
+// sql/internal/watchdog: one thread that interrupts running queries whose deadline passed or whose
+// cancel flag was set. Idle (blocked on a condition variable) while no query runs; polls every
+// kPoll only while at least one query is registered.
+#pragma once
+
+#include <duckdb.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace lakeloop::sql::internal {
+
+class Watchdog {
+ public:
+  static constexpr std::chrono::milliseconds kPoll{10};
+
+  enum class Fired { kNone, kDeadline, kCancelled };
+
+  // One running query. Owned by the caller; registered for the duration of the query.
+  struct Ticket {
+    duckdb_connection connection = nullptr;
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+    std::shared_ptr<std::atomic<bool>> cancelled;
+    // Written under the watchdog mutex; read by the owner after Remove().
+    Fired fired = Fired::kNone;
+    // Wall-clock start (UTC micros), set by Add: the lake keeps files a running query may read.
+    int64_t started_us = 0;
+  };
+
+  Watchdog();
+  ~Watchdog();
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  void Add(Ticket* ticket);
+  // After Remove returns the watchdog never touches the ticket's connection again.
+  void Remove(Ticket* ticket);
+  // Start time of the oldest registered query; `now_us` when none runs.
+  int64_t OldestStart(int64_t now_us);
+  // Number of loop iterations so far (tests check that an idle watchdog does not spin).
+  uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
+
+ private:
+  void Loop();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Ticket*> active_;
+  bool stop_ = false;
+  bool parked_ = false;  // in the untimed wait: Add must wake the thread
+  std::atomic<uint64_t> wakeups_{0};
+  std::thread thread_;
+};
+
+}  // namespace lakeloop::sql::internal
