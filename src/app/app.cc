@@ -45,7 +45,6 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   app->store_ = lake::NewLocalObjectStore(paths.lake());
   lake::LakeOptions lo;
   lo.snapshot_retention_s = config.lake.snapshot_retention_s;
-  lo.staging_grace_s = config.lake.staging_grace_s;
   app->lake_ = std::make_unique<lake::Lake>(app->store_.get(), app->catalog_.get(), lo);
   if (mode == Mode::kOwner) {
     RETURN_IF_ERROR(app->lake_->Recover().WithContext("recovering the lake"));
@@ -121,6 +120,7 @@ Status App::Serve(const std::optional<std::string>& listen) {
   ho.worker_threads = static_cast<size_t>(config_.server.worker_threads);
   ho.max_body_bytes = static_cast<size_t>(config_.server.max_body_bytes);
   ho.require_auth = config_.server.require_auth;
+  RETURN_IF_ERROR(LocalAdminToken(paths_, *tokens_).status());
   api::CatalogTokenVerifier verifier(tokens_.get());
   api::HttpServer server(ho, std::move(router), &verifier);
   RETURN_IF_ERROR(server.Start());
@@ -128,7 +128,6 @@ Status App::Serve(const std::optional<std::string>& listen) {
   std::string host = ho.listen.substr(0, ho.listen.rfind(':'));
   if (host == "0.0.0.0" || host == "[::]" || host.empty()) host = "127.0.0.1";
   std::string url = "http://" + host + ":" + std::to_string(server.port());
-  RETURN_IF_ERROR(LocalAdminToken(paths_, *tokens_).status());
   std::string info;
   JsonWriter w(&info);
   w.BeginObject()

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "app/app.h"
 #include "app/internal/http_client.h"
@@ -42,10 +43,16 @@ Result<Paths> ResolvePaths(const Globals& g) {
 // The running server owning the data directory, if any.
 Result<std::optional<Remote>> FindServer(const Paths& paths) {
   if (!LockFile::IsHeld(paths.lock())) return std::optional<Remote>();
+  // A server that is starting writes server.json once it listens; give it a moment.
   auto info = ReadFile(paths.server_file());
+  for (int i = 0; i < 500 && !info.ok() && LockFile::IsHeld(paths.lock()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    info = ReadFile(paths.server_file());
+  }
   if (!info.ok()) {
+    if (!LockFile::IsHeld(paths.lock())) return std::optional<Remote>();
     return Unavailable("the data directory " + paths.data.string() +
-                       " is locked by another lakeloop process that serves no API yet; retry");
+                       " is locked by another lakeloop process that serves no API; retry later");
   }
   ASSIGN_OR_RETURN(json::object o, ParseJsonObject(*info));
   Remote r;

@@ -67,8 +67,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& file) {
                 f("query_timeout_ms", &c.sql.query_timeout_ms),
                 f("default_row_limit", &c.sql.default_row_limit),
                 f("max_row_limit", &c.sql.max_row_limit)};
-  Fields lake = {f("snapshot_retention_s", &c.lake.snapshot_retention_s),
-                 f("staging_grace_s", &c.lake.staging_grace_s)};
+  Fields lake = {f("snapshot_retention_s", &c.lake.snapshot_retention_s)};
   Fields top = {
       f("name", &c.name),
       f("log_level", &c.log_level),

@@ -30,8 +30,6 @@ struct SqlConfig {
 struct LakeConfig {
   // Superseded snapshots stay queryable (time travel) and their files stay on disk this long.
   int64_t snapshot_retention_s = 7 * 24 * 3600;
-  // Staging folders older than this with no live run are garbage from a crash.
-  int64_t staging_grace_s = 3600;
 };
 
 struct Config {

@@ -504,8 +504,6 @@ Status Lake::Recover() {
     pending_unlinks_.clear();
   }
   ASSIGN_OR_RETURN(auto tables, ListTables());
-  std::set<std::string> zones;
-  for (const auto& t : tables) zones.insert(t.ref.zone);
   ASSIGN_OR_RETURN(Rows known, catalog_->Query("SELECT live_key, history_key, removed_in FROM "
                                                "lake_files"));
   std::set<std::string> referenced;
@@ -519,25 +517,38 @@ Status Lake::Recover() {
   }
   int64_t removed_files = 0;
   ASSIGN_OR_RETURN(auto all, store_->List(""));
+  std::set<std::string> table_dirs;
   for (const auto& o : all) {
     // <zone>/<table>/<rest>
     std::vector<std::string> parts = Split(o.key, '/');
     if (parts.size() < 3) continue;
-    if (!zones.count(parts[0]) && parts[2] != "_staging") continue;
+    table_dirs.insert(parts[0] + "/" + parts[1]);
     const std::string& third = parts[2];
-    bool garbage = false;
-    if (third == "_staging") {
-      std::string prefix = parts[0] + "/" + parts[1] + "/_staging/" +
-                           (parts.size() > 3 ? parts[3] : "") + "/";
-      garbage = !live_writes.count(prefix);
-    } else if (third == "_manifests") {
-      continue;
-    } else if (o.key.ends_with(".parquet")) {
-      garbage = !referenced.count(o.key);  // live folder or _history
-    }
-    if (garbage) {
+    if (third == "_staging" || third == "_manifests") continue;
+    // A Parquet file in the live folder or _history that no snapshot references: left by a crash
+    // after its snapshot was superseded, or by an interrupted garbage collection.
+    if (o.key.ends_with(".parquet") && !referenced.count(o.key)) {
       RETURN_IF_ERROR(store_->Delete(o.key));
       ++removed_files;
+    }
+  }
+  for (const auto& t : tables) table_dirs.insert(t.ref.zone + "/" + t.ref.name);
+  // Staging folders of writes that are not running: everything written before a crash.
+  for (const auto& dir : table_dirs) {
+    ASSIGN_OR_RETURN(auto staged, store_->List(dir + "/_staging"));
+    bool live = std::any_of(live_writes.begin(), live_writes.end(),
+                            [&](const std::string& p) { return p.rfind(dir + "/", 0) == 0; });
+    if (live) {
+      for (const auto& o : staged) {
+        std::vector<std::string> parts = Split(o.key, '/');
+        if (parts.size() > 3 && !live_writes.count(dir + "/_staging/" + parts[3] + "/")) {
+          RETURN_IF_ERROR(store_->Delete(dir + "/_staging/" + parts[3]));
+          ++removed_files;
+        }
+      }
+    } else {
+      removed_files += static_cast<int64_t>(staged.size());
+      RETURN_IF_ERROR(store_->Delete(dir + "/_staging"));
     }
   }
   if (removed_files) spdlog::info("lake: removed {} orphaned files", removed_files);

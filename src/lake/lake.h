@@ -151,7 +151,6 @@ struct CommitRequest {
 
 struct LakeOptions {
   int64_t snapshot_retention_s = 7 * 24 * 3600;
-  int64_t staging_grace_s = 3600;
 };
 
 // Called after a commit became visible (rolled forward), with the table and its new version.

@@ -197,6 +197,7 @@ TEST_F(LakeTest, RecoverRemovesOrphans) {
   EXPECT_FALSE(*store_->Exists("raw/orders/_staging/dead-write/x.parquet"));
   EXPECT_FALSE(*store_->Exists("raw/orders/part-stray.parquet"));
   EXPECT_FALSE(*store_->Exists("raw/newtable/_staging/w/x.parquet"));
+  EXPECT_FALSE(*store_->Exists("raw/orders/_staging"));  // folders too, not just files
   EXPECT_EQ(Keys(*lake_->SnapshotFiles(orders_)), FolderView(orders_));
 }
 
