@@ -189,3 +189,27 @@ def test_sigterm_drains_in_flight_request(project, data_dir):
     assert result["r"].json()["rows"] == [[600000000]]
     assert s.proc.wait(timeout=30) == 0
     assert not (data_dir / "server.json").exists()
+
+
+def test_client_disconnect_interrupts_query(tmp_path):
+    """With one worker, a query abandoned by its client must be interrupted, or the next request
+    would wait for it to finish."""
+    import socket
+    project = tmp_path / "p1"
+    project.mkdir()
+    (project / "lakeloop.yaml").write_text(
+        "server:\n  worker_threads: 1\nsql:\n  threads: 1\n  query_timeout_ms: 600000\n")
+    s = Server(project, tmp_path / "d1").start()
+    try:
+        body = json.dumps({"sql": "SELECT count(*) FROM range(1000000000000) a"}).encode()
+        c = socket.create_connection(("127.0.0.1", s.port))
+        c.sendall(b"POST /api/v1/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        time.sleep(0.3)  # let the worker pick it up
+        c.close()
+        t0 = time.monotonic()
+        r = s.sql("SELECT 1 AS one", timeout=30)
+        assert r.status_code == 200 and r.json()["rows"] == [[1]]
+        assert time.monotonic() - t0 < 5
+    finally:
+        s.stop()
