@@ -168,4 +168,74 @@ Status TokenStore::Revoke(std::string_view id) {
   return Status::Ok();
 }
 
+std::vector<Migration> Definitions::Migrations() {
+  return {{"definitions", 1,
+           "CREATE TABLE definitions ("
+           " kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, origin TEXT NOT NULL,"
+           " sha256 TEXT NOT NULL, applied_at BIGINT NOT NULL, PRIMARY KEY (kind, name))"}};
+}
+
+Result<std::vector<Definitions::Definition>> Definitions::List(std::string_view kind) {
+  std::string sql = "SELECT kind, name, body, origin, sha256, applied_at FROM definitions";
+  std::vector<Value> params;
+  if (!kind.empty()) {
+    sql += " WHERE kind = ?";
+    params.push_back(std::string(kind));
+  }
+  sql += " ORDER BY kind, name";
+  ASSIGN_OR_RETURN(Rows r, store_->Query(sql, params));
+  std::vector<Definition> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back({r.Text(i, 0), r.Text(i, 1), r.Text(i, 2), r.Text(i, 3), r.Text(i, 4),
+                   r.Int(i, 5)});
+  }
+  return out;
+}
+
+Result<std::vector<Definitions::Change>> Definitions::Diff(const std::vector<Definition>& wanted,
+                                                           const std::vector<std::string>& kinds) {
+  ASSIGN_OR_RETURN(auto have, List());
+  std::map<std::pair<std::string, std::string>, const Definition*> current;
+  for (const auto& d : have) {
+    if (std::find(kinds.begin(), kinds.end(), d.kind) != kinds.end()) {
+      current[{d.kind, d.name}] = &d;
+    }
+  }
+  std::vector<Change> out;
+  for (const auto& w : wanted) {
+    Definition d = w;
+    d.sha256 = Sha256Hex(d.body);
+    auto it = current.find({d.kind, d.name});
+    if (it == current.end()) {
+      out.push_back({ChangeKind::kCreate, d});
+    } else {
+      if (it->second->sha256 != d.sha256 || it->second->origin != d.origin) {
+        out.push_back({ChangeKind::kUpdate, d});
+      }
+      current.erase(it);
+    }
+  }
+  for (const auto& [key, d] : current) out.push_back({ChangeKind::kDelete, *d});
+  return out;
+}
+
+Status Definitions::Apply(const std::vector<Change>& changes) {
+  ASSIGN_OR_RETURN(auto txn, store_->Begin());
+  Micros now = NowMicros();
+  for (const auto& c : changes) {
+    const Definition& d = c.definition;
+    if (c.kind == ChangeKind::kDelete) {
+      RETURN_IF_ERROR(txn->Exec("DELETE FROM definitions WHERE kind = ? AND name = ?",
+                                {d.kind, d.name}));
+      continue;
+    }
+    RETURN_IF_ERROR(txn->Exec(
+        "INSERT INTO definitions (kind, name, body, origin, sha256, applied_at) VALUES "
+        "(?, ?, ?, ?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET body = excluded.body, "
+        "origin = excluded.origin, sha256 = excluded.sha256, applied_at = excluded.applied_at",
+        {d.kind, d.name, d.body, d.origin, Sha256Hex(d.body), now}));
+  }
+  return txn->Commit();
+}
+
 }  // namespace lakeloop::catalog

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/time.h"
 
 namespace lakeloop::catalog {
 
@@ -111,6 +112,39 @@ class TokenStore {
   Store* store_;
   std::mutex mu_;
   std::unordered_map<std::string, Role> cache_;  // sha256 -> role
+};
+
+// Applied project definitions (sources, models, streams, ...): the text of each definition file as
+// it was applied, so the server runs what `lakeloop apply` accepted, never what a file says now.
+// Thread-safe.
+class Definitions {
+ public:
+  explicit Definitions(Store* store) : store_(store) {}
+  static std::vector<Migration> Migrations();
+
+  struct Definition {
+    std::string kind;  // "source", "model", "stream", ...
+    std::string name;
+    std::string body;    // the definition's text (YAML, SQL, or a JSON object of several files)
+    std::string origin;  // the project-relative file(s) it came from
+    std::string sha256;  // of body
+    Micros applied_at = 0;
+  };
+  Result<std::vector<Definition>> List(std::string_view kind = {});
+
+  enum class ChangeKind { kCreate, kUpdate, kDelete };
+  struct Change {
+    ChangeKind kind;
+    Definition definition;  // for kDelete: kind and name
+  };
+  // What applying `wanted` (the complete set of definitions of `kinds`) would change.
+  Result<std::vector<Change>> Diff(const std::vector<Definition>& wanted,
+                                   const std::vector<std::string>& kinds);
+  // Applies the changes in one transaction.
+  Status Apply(const std::vector<Change>& changes);
+
+ private:
+  Store* store_;
 };
 
 }  // namespace lakeloop::catalog

@@ -154,6 +154,32 @@ TEST_P(StoreConformance, TokensAreHashedVerifiedAndRevocable) {
   EXPECT_EQ(tokens.Revoke(reader->id).code(), Code::kNotFound);
 }
 
+TEST_P(StoreConformance, DefinitionsDiffAndApply) {
+  ASSERT_TRUE(Migrate(*store_, Definitions::Migrations()).ok());
+  Definitions defs(store_.get());
+  std::vector<Definitions::Definition> v1 = {{"source", "orders", "type: files", "sources/orders.yaml"},
+                                             {"model", "daily", "SELECT 1", "models/daily.sql"}};
+  auto diff = defs.Diff(v1, {"source", "model"});
+  ASSERT_TRUE(diff.ok());
+  ASSERT_EQ(diff->size(), 2u);
+  EXPECT_EQ((*diff)[0].kind, Definitions::ChangeKind::kCreate);
+  ASSERT_TRUE(defs.Apply(*diff).ok());
+  EXPECT_TRUE(defs.Diff(v1, {"source", "model"})->empty());  // applying twice changes nothing
+  std::vector<Definitions::Definition> v2 = {{"source", "orders", "type: sqlite", "sources/orders.yaml"}};
+  diff = defs.Diff(v2, {"source", "model"});
+  ASSERT_EQ(diff->size(), 2u);
+  EXPECT_EQ((*diff)[0].kind, Definitions::ChangeKind::kUpdate);
+  EXPECT_EQ((*diff)[1].kind, Definitions::ChangeKind::kDelete);
+  EXPECT_EQ((*diff)[1].definition.name, "daily");
+  // Kinds outside the diff are left alone.
+  EXPECT_TRUE(defs.Diff({}, {"stream"})->empty());
+  ASSERT_TRUE(defs.Apply(*diff).ok());
+  auto all = defs.List();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].body, "type: sqlite");
+  EXPECT_EQ((*all)[0].sha256, Sha256Hex("type: sqlite"));
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Backends, StoreConformance,
     ::testing::Values(Backend{"sqlite",
