@@ -11,7 +11,7 @@ apt_packages=(
   librocksdb-dev libsqlite3-dev libxgboost-dev xgboost
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libssl-dev zlib1g-dev
+  libssl-dev zlib1g-dev libpq-dev postgresql
   wrk clang-format
   python3 python3-venv
 )
