@@ -1,8 +1,8 @@
 // api: lakeloop's HTTP/1.1 JSON server. A Router maps "METHOD /pattern/{param}" to handlers, each
 // with a minimum Role, an execution place (inline on a network thread, or on a worker pool) and
 // OpenAPI metadata; HttpServer (Boost.Beast, hidden in internal/) serves a Router, verifies bearer
-// tokens, and answers errors as {"error":{"code":"<wire name>","message":"..."}} with the HTTP status
-// of the code's row in core/status.h. This header does not include Beast or Asio.
+// tokens, and answers errors as {"error":{"code":"<wire name>","message":"..."}} with the HTTP
+// status of the code's row in core/status.h. This header does not include Beast or Asio.
 #pragma once
 
 #include <atomic>
@@ -122,9 +122,9 @@ using SyncHandler = std::function<Response(const Request& request)>;
 // ---------------------------------------------------------------------------------------------
 // Router
 
-// Where the handler runs. kInline is for cheap, non-blocking work (health, a cache lookup): it runs on
-// the network thread. kWorker runs on the server's worker pool; anything that may block (SQL, the
-// catalog, files) belongs there.
+// Where the handler runs. kInline is for cheap, non-blocking work (health, a cache lookup): it runs
+// on the network thread. kWorker runs on the server's worker pool; anything that may block (SQL,
+// the catalog, files) belongs there.
 enum class Execution { kInline, kWorker };
 
 struct QueryParamSpec {
@@ -135,11 +135,12 @@ struct QueryParamSpec {
 };
 
 struct RouteSpec {
-  std::string method;   // "GET", "POST", "PUT", "PATCH", "DELETE"
-  // Absolute, '/'-separated. A segment is a literal ("tables"), or a mix of literals and parameters:
-  // "{id}", "{zone}.{table}", "v{n}". Parameters match one non-empty part of one segment; between two
-  // parameters the literal splits at its first occurrence (so "a.b.c" gives zone "a", table "b.c").
-  // A literal segment beats a mixed one, which beats a single parameter.
+  std::string method;  // "GET", "POST", "PUT", "PATCH", "DELETE"
+  // Absolute, '/'-separated. A segment is a literal ("tables"), or a mix of literals and
+  // parameters:
+  // "{id}", "{zone}.{table}", "v{n}". Parameters match one non-empty part of one segment; between
+  // two parameters the literal splits at its first occurrence (so "a.b.c" gives zone "a", table
+  // "b.c"). A literal segment beats a mixed one, which beats a single parameter.
   std::string pattern;
   Role min_role = Role::kReader;
   Execution execution = Execution::kWorker;
@@ -154,8 +155,8 @@ struct RouteSpec {
 
 struct OpenApiInfo;
 
-// A route table. Not thread-safe while routes are added; immutable (and safe to share) once handed to
-// an HttpServer.
+// A route table. Not thread-safe while routes are added; immutable (and safe to share) once handed
+// to an HttpServer.
 class Router {
  public:
   Router();
@@ -203,8 +204,8 @@ struct OpenApiInfo {
   std::string description;
 };
 
-// The OpenAPI 3.0.3 document for every route of `router`: paths, methods, path and query parameters,
-// request and response schemas, the bearer security scheme and the shared Error schema.
+// The OpenAPI 3.0.3 document for every route of `router`: paths, methods, path and query
+// parameters, request and response schemas, the bearer security scheme and the shared Error schema.
 std::string OpenApiDocument(const Router& router, const OpenApiInfo& info);
 
 // Registers GET /api/v1/openapi.json (open to all, inline), serving OpenApiDocument of `router`
@@ -222,13 +223,13 @@ struct HttpServerOptions {
   size_t worker_threads = 4;
   // Queued worker tasks beyond which requests get 429 resource_exhausted (Retry-After: 1).
   size_t max_worker_queue = 1024;
-  size_t max_body_bytes = 16 << 20;    // larger -> 413 payload_too_large
-  size_t max_header_bytes = 64 << 10;  // larger -> 400 malformed_request
+  size_t max_body_bytes = 16 << 20;                  // larger -> 413 payload_too_large
+  size_t max_header_bytes = 64 << 10;                // larger -> 400 malformed_request
   std::chrono::milliseconds header_timeout{10'000};  // first byte to end of headers
   std::chrono::milliseconds body_timeout{60'000};    // reading the body; also writing a response
   std::chrono::milliseconds idle_timeout{60'000};    // keep-alive wait for the next request
-  // Require a valid token on every route above Role::kNone even on loopback. Auth is always required
-  // when the listen address is not loopback.
+  // Require a valid token on every route above Role::kNone even on loopback. Auth is always
+  // required when the listen address is not loopback.
   bool require_auth = false;
 };
 

@@ -127,7 +127,8 @@ std::string Req(std::string_view method, std::string_view target, std::string_vi
                 std::string_view extra_headers = "") {
   std::string s = std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: t\r\n";
   s += extra_headers;
-  if (!body.empty() || method == "POST") s += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  if (!body.empty() || method == "POST")
+    s += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   s += "\r\n";
   s += body;
   return s;
@@ -140,7 +141,9 @@ HttpReply Call(uint16_t port, std::string_view method, std::string_view target,
   return c.Read();
 }
 
-std::string Bearer(std::string_view token) { return "Authorization: Bearer " + std::string(token) + "\r\n"; }
+std::string Bearer(std::string_view token) {
+  return "Authorization: Bearer " + std::string(token) + "\r\n";
+}
 
 // ---------------------------------------------------------------------------------------------
 // Server under test
@@ -209,9 +212,8 @@ class HttpServerTest : public ::testing::Test {
                     .Add(Spec("GET", "/api/v1/async", Role::kReader, Execution::kInline),
                          [this](const Request& r, Responder respond) {
                            // Completes later on another pool's thread.
-                           bool ok = side_pool_.Submit([respond, &r] {
-                             respond.Send(Response::Json(Echo(r)));
-                           });
+                           bool ok = side_pool_.Submit(
+                               [respond, &r] { respond.Send(Response::Json(Echo(r))); });
                            if (!ok) respond.SendError(Unavailable("side pool down"));
                          })
                     .ok());
@@ -260,8 +262,8 @@ class HttpServerTest : public ::testing::Test {
 
 TEST_F(HttpServerTest, RoutesWithPathAndQueryParams) {
   StartServer();
-  HttpReply r = Call(port_, "GET", "/api/v1/tables/sales.orders?limit=10&q=a%20b+c", "",
-                     "X-Test: yes\r\n");
+  HttpReply r =
+      Call(port_, "GET", "/api/v1/tables/sales.orders?limit=10&q=a%20b+c", "", "X-Test: yes\r\n");
   ASSERT_TRUE(r.ok);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.Header("content-type"), "application/json");
@@ -309,8 +311,10 @@ TEST_F(HttpServerTest, BodyOverLimitIs413) {
   // Chunked, no length up front: the limit trips while reading.
   Conn c2(port_);
   std::string chunk(2000, 'y');
-  ASSERT_TRUE(c2.Send("POST /api/v1/sql HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      "7d0\r\n" + chunk + "\r\n"));
+  ASSERT_TRUE(
+      c2.Send("POST /api/v1/sql HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "7d0\r\n" +
+              chunk + "\r\n"));
   HttpReply r2 = c2.Read();
   EXPECT_EQ(r2.status, 413);
   // Under the limit is fine.
@@ -598,8 +602,9 @@ TEST_F(HttpServerTest, OpenApiDocumentIsServed) {
 TEST_F(HttpServerTest, ExpectContinueIsHonoured) {
   StartServer();
   Conn c(port_);
-  ASSERT_TRUE(c.Send("POST /api/v1/sql HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                     "Expect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(
+      c.Send("POST /api/v1/sql HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+             "Expect: 100-continue\r\n\r\n"));
   HttpReply cont = c.Read();
   EXPECT_EQ(cont.status, 100);
   ASSERT_TRUE(c.Send("hello"));

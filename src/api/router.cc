@@ -86,7 +86,8 @@ Response Response::Text(std::string body, int status, std::string content_type) 
 }
 
 Response Response::Error(const Status& status) {
-  Status s = status.ok() ? Internal("handler returned an error response with an ok status") : status;
+  Status s =
+      status.ok() ? Internal("handler returned an error response with an ok status") : status;
   const CodeInfo& info = InfoFor(s.code());
   Response r;
   r.status = info.http_status;
@@ -107,7 +108,8 @@ void Responder::Send(Response response) const {
 
 namespace {
 
-constexpr std::string_view kMethods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"};
+constexpr std::string_view kMethods[] = {"GET",    "POST", "PUT",    "PATCH",
+                                         "DELETE", "HEAD", "OPTIONS"};
 
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
@@ -144,7 +146,8 @@ Status ParsePattern(std::string_view pattern, std::vector<std::vector<Router::Ro
       } else {
         size_t next = seg.find_first_of("{}", i);
         if (next != std::string_view::npos && seg[next] == '}') return bad("stray '}'");
-        std::string_view lit = seg.substr(i, next == std::string_view::npos ? seg.size() - i : next - i);
+        std::string_view lit =
+            seg.substr(i, next == std::string_view::npos ? seg.size() - i : next - i);
         pieces.push_back({false, std::string(lit)});
         i += lit.size();
       }

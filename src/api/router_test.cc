@@ -133,7 +133,8 @@ TEST(OpenApiTest, DocumentListsExactlyTheRegisteredRoutes) {
       EXPECT_TRUE(op.as_object().contains("responses"));
     }
   }
-  for (const auto& route : r.routes()) registered.insert(route.spec.method + " " + route.spec.pattern);
+  for (const auto& route : r.routes())
+    registered.insert(route.spec.method + " " + route.spec.pattern);
   EXPECT_EQ(documented, registered);
 
   const auto& get_table = doc->at("paths").at("/api/v1/tables/{zone}.{table}").at("get");

@@ -131,9 +131,12 @@ Status App::Serve(const std::optional<std::string>& listen) {
   std::string info;
   JsonWriter w(&info);
   w.BeginObject()
-      .Key("url").String(url)
-      .Key("pid").Int(getpid())
-      .Key("auth_required").Bool(server.auth_required())
+      .Key("url")
+      .String(url)
+      .Key("pid")
+      .Int(getpid())
+      .Key("auth_required")
+      .Bool(server.auth_required())
       .EndObject();
   RETURN_IF_ERROR(WriteFileAtomic(paths_.server_file(), info));
   ::chmod(paths_.server_file().c_str(), 0600);

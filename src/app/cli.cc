@@ -273,7 +273,9 @@ int CmdLoad(const Globals& g, const std::string& table, const std::string& file,
     auto f = sql::FileFormatFromPath(file);
     if (!f.ok()) return Fail(f.status());
     ff = *f;
-    format = ff == sql::FileFormat::kCsv ? "csv" : ff == sql::FileFormat::kJson ? "json" : "parquet";
+    format = ff == sql::FileFormat::kCsv    ? "csv"
+             : ff == sql::FileFormat::kJson ? "json"
+                                            : "parquet";
   } else {
     auto f = sql::ParseFileFormat(format);
     if (!f.ok()) return Fail(f.status());
@@ -345,7 +347,8 @@ int Main(int argc, char** argv) {
   cli.require_subcommand(1);
   Globals g;
   cli.add_option("--project", g.project, "project folder with the definitions (default: .)");
-  cli.add_option("--data", g.data, "data folder: catalog, lake, logs (default: <project>/.lakeloop)");
+  cli.add_option("--data", g.data,
+                 "data folder: catalog, lake, logs (default: <project>/.lakeloop)");
   cli.add_option("--log-level", g.log_level, "trace|debug|info|warn|error");
 
   std::optional<std::string> listen;
@@ -366,7 +369,8 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}));
 
   std::string load_table, load_file, load_mode = "append", load_format;
-  auto* load = cli.add_subcommand("load", "commit a CSV, JSON-lines or Parquet file to a lake table");
+  auto* load =
+      cli.add_subcommand("load", "commit a CSV, JSON-lines or Parquet file to a lake table");
   load->add_option("table", load_table, "<zone>.<table>")->required();
   load->add_option("file", load_file, "the file")->required();
   load->add_option("--mode", load_mode, "append|overwrite")
@@ -376,7 +380,8 @@ int Main(int argc, char** argv) {
   auto* token = cli.add_subcommand("token", "API tokens");
   token->require_subcommand(1);
   std::string role, token_name;
-  auto* create = token->add_subcommand("create", "create a token; prints it alone on the last line");
+  auto* create =
+      token->add_subcommand("create", "create a token; prints it alone on the last line");
   create->add_option("--role", role, "reader|writer|admin")
       ->required()
       ->check(CLI::IsMember({"reader", "writer", "admin"}));

@@ -60,8 +60,8 @@ Status Migrate(Store& store, const std::vector<Migration>& migrations) {
               [](const Migration* a, const Migration* b) { return a->version < b->version; });
     for (const Migration* m : list) {
       ASSIGN_OR_RETURN(auto txn, store.Begin());
-      ASSIGN_OR_RETURN(Rows cur,
-                       txn->Query("SELECT version FROM schema_versions WHERE module = ?", {module}));
+      ASSIGN_OR_RETURN(
+          Rows cur, txn->Query("SELECT version FROM schema_versions WHERE module = ?", {module}));
       int64_t have = cur.empty() ? 0 : cur.Int(0, 0);
       int64_t newest = list.back()->version;
       if (have > newest) {
@@ -70,13 +70,13 @@ Status Migrate(Store& store, const std::vector<Migration>& migrations) {
                         std::to_string(newest) + " (a newer lakeloop wrote this catalog)");
       }
       if (m->version <= have) continue;
-      RETURN_IF_ERROR(txn->Exec(m->sql).WithContext("migration " + module + " v" +
-                                                    std::to_string(m->version)));
-      RETURN_IF_ERROR(txn->Exec(
-          "INSERT INTO schema_versions (module, version, applied_at) VALUES (?, ?, ?) "
-          "ON CONFLICT (module) DO UPDATE SET version = excluded.version, "
-          "applied_at = excluded.applied_at",
-          {module, static_cast<int64_t>(m->version), NowMicros()}));
+      RETURN_IF_ERROR(
+          txn->Exec(m->sql).WithContext("migration " + module + " v" + std::to_string(m->version)));
+      RETURN_IF_ERROR(
+          txn->Exec("INSERT INTO schema_versions (module, version, applied_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (module) DO UPDATE SET version = excluded.version, "
+                    "applied_at = excluded.applied_at",
+                    {module, static_cast<int64_t>(m->version), NowMicros()}));
       RETURN_IF_ERROR(txn->Commit());
     }
   }
@@ -85,7 +85,8 @@ Status Migrate(Store& store, const std::vector<Migration>& migrations) {
 
 Result<std::vector<std::pair<std::string, int>>> SchemaVersions(Store& store) {
   RETURN_IF_ERROR(store.Exec(kVersionsTable));
-  ASSIGN_OR_RETURN(Rows rows, store.Query("SELECT module, version FROM schema_versions ORDER BY module"));
+  ASSIGN_OR_RETURN(Rows rows,
+                   store.Query("SELECT module, version FROM schema_versions ORDER BY module"));
   std::vector<std::pair<std::string, int>> out;
   for (size_t i = 0; i < rows.size(); ++i) {
     out.emplace_back(rows.Text(i, 0), static_cast<int>(rows.Int(i, 1)));
@@ -146,10 +147,9 @@ Result<Role> TokenStore::Verify(std::string_view token) {
     auto it = cache_.find(hash);
     if (it != cache_.end()) return it->second;
   }
-  ASSIGN_OR_RETURN(Rows rows,
-                   store_->Query("SELECT role FROM tokens WHERE token_sha256 = ? AND "
-                                 "revoked_at IS NULL",
-                                 {hash}));
+  ASSIGN_OR_RETURN(Rows rows, store_->Query("SELECT role FROM tokens WHERE token_sha256 = ? AND "
+                                            "revoked_at IS NULL",
+                                            {hash}));
   if (rows.empty()) return Unauthenticated("unknown or revoked token");
   ASSIGN_OR_RETURN(Role role, ParseRole(rows.Text(0, 0)));
   std::lock_guard<std::mutex> lock(mu_);
@@ -186,8 +186,8 @@ Result<std::vector<Definitions::Definition>> Definitions::List(std::string_view 
   ASSIGN_OR_RETURN(Rows r, store_->Query(sql, params));
   std::vector<Definition> out;
   for (size_t i = 0; i < r.size(); ++i) {
-    out.push_back({r.Text(i, 0), r.Text(i, 1), r.Text(i, 2), r.Text(i, 3), r.Text(i, 4),
-                   r.Int(i, 5)});
+    out.push_back(
+        {r.Text(i, 0), r.Text(i, 1), r.Text(i, 2), r.Text(i, 3), r.Text(i, 4), r.Int(i, 5)});
   }
   return out;
 }
@@ -225,8 +225,8 @@ Status Definitions::Apply(const std::vector<Change>& changes) {
   for (const auto& c : changes) {
     const Definition& d = c.definition;
     if (c.kind == ChangeKind::kDelete) {
-      RETURN_IF_ERROR(txn->Exec("DELETE FROM definitions WHERE kind = ? AND name = ?",
-                                {d.kind, d.name}));
+      RETURN_IF_ERROR(
+          txn->Exec("DELETE FROM definitions WHERE kind = ? AND name = ?", {d.kind, d.name}));
       continue;
     }
     RETURN_IF_ERROR(txn->Exec(

@@ -49,8 +49,9 @@ TEST_P(StoreConformance, MigrationsApplyOnceAndRecordVersions) {
   ASSERT_TRUE(versions.ok());
   std::vector<std::pair<std::string, int>> want = {{"m", 2}, {"other", 1}};
   EXPECT_EQ(*versions, want);
-  EXPECT_TRUE(store_->Exec("INSERT INTO kv (k, v, note) VALUES (?, ?, ?)",
-                           {std::string("a"), int64_t{1}, std::string("n")})
+  EXPECT_TRUE(store_
+                  ->Exec("INSERT INTO kv (k, v, note) VALUES (?, ?, ?)",
+                         {std::string("a"), int64_t{1}, std::string("n")})
                   .ok());
 }
 
@@ -122,8 +123,9 @@ TEST_P(StoreConformance, SecondHandleSeesCommittedData) {
 
 TEST_P(StoreConformance, ValuesRoundTrip) {
   ASSERT_TRUE(store_->Exec("CREATE TABLE t (i BIGINT, r DOUBLE PRECISION, s TEXT, n TEXT)").ok());
-  ASSERT_TRUE(store_->Exec("INSERT INTO t VALUES (?, ?, ?, ?)",
-                           {int64_t{1} << 60, 2.5, std::string("it's"), Value{}})
+  ASSERT_TRUE(store_
+                  ->Exec("INSERT INTO t VALUES (?, ?, ?, ?)",
+                         {int64_t{1} << 60, 2.5, std::string("it's"), Value{}})
                   .ok());
   auto rows = store_->Query("SELECT i, r, s, n FROM t");
   ASSERT_TRUE(rows.ok());
@@ -157,15 +159,17 @@ TEST_P(StoreConformance, TokensAreHashedVerifiedAndRevocable) {
 TEST_P(StoreConformance, DefinitionsDiffAndApply) {
   ASSERT_TRUE(Migrate(*store_, Definitions::Migrations()).ok());
   Definitions defs(store_.get());
-  std::vector<Definitions::Definition> v1 = {{"source", "orders", "type: files", "sources/orders.yaml"},
-                                             {"model", "daily", "SELECT 1", "models/daily.sql"}};
+  std::vector<Definitions::Definition> v1 = {
+      {"source", "orders", "type: files", "sources/orders.yaml"},
+      {"model", "daily", "SELECT 1", "models/daily.sql"}};
   auto diff = defs.Diff(v1, {"source", "model"});
   ASSERT_TRUE(diff.ok());
   ASSERT_EQ(diff->size(), 2u);
   EXPECT_EQ((*diff)[0].kind, Definitions::ChangeKind::kCreate);
   ASSERT_TRUE(defs.Apply(*diff).ok());
   EXPECT_TRUE(defs.Diff(v1, {"source", "model"})->empty());  // applying twice changes nothing
-  std::vector<Definitions::Definition> v2 = {{"source", "orders", "type: sqlite", "sources/orders.yaml"}};
+  std::vector<Definitions::Definition> v2 = {
+      {"source", "orders", "type: sqlite", "sources/orders.yaml"}};
   diff = defs.Diff(v2, {"source", "model"});
   ASSERT_EQ(diff->size(), 2u);
   EXPECT_EQ((*diff)[0].kind, Definitions::ChangeKind::kUpdate);
@@ -180,11 +184,11 @@ TEST_P(StoreConformance, DefinitionsDiffAndApply) {
   EXPECT_EQ((*all)[0].sha256, Sha256Hex("type: sqlite"));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Backends, StoreConformance,
-    ::testing::Values(Backend{"sqlite",
-                              [](const fs::path& dir) { return OpenSqlite(dir / "catalog.db"); }}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance,
+                         ::testing::Values(Backend{
+                             "sqlite",
+                             [](const fs::path& dir) { return OpenSqlite(dir / "catalog.db"); }}),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace lakeloop::catalog

@@ -35,7 +35,8 @@ Status ReadSection(const std::string& file, const YAML::Node& node, const std::s
     std::string key = kv.first.as<std::string>();
     auto it = fields.find(key);
     if (it == fields.end()) {
-      return Bad(file, kv.first, "unknown key '" + (section.empty() ? "" : section + ".") + key + "'");
+      return Bad(file, kv.first,
+                 "unknown key '" + (section.empty() ? "" : section + ".") + key + "'");
     }
     RETURN_IF_ERROR(it->second(kv.second));
   }

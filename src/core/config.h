@@ -12,8 +12,8 @@ namespace lakeloop {
 
 struct ServerConfig {
   std::string listen = "127.0.0.1:8080";
-  int io_threads = 1;        // Beast/Asio network threads; never block
-  int worker_threads = 2;    // blocking work: SQL, commits
+  int io_threads = 1;      // Beast/Asio network threads; never block
+  int worker_threads = 2;  // blocking work: SQL, commits
   int64_t max_body_bytes = 64 << 20;
   bool require_auth = false;  // tokens are always required when listening beyond loopback
   int shutdown_grace_ms = 10000;

@@ -13,9 +13,10 @@ TEST(ConfigTest, DefaultsWhenEmpty) {
 }
 
 TEST(ConfigTest, ReadsSections) {
-  auto c = ParseConfig("name: shop\nserver:\n  listen: 0.0.0.0:9000\n  worker_threads: 3\n"
-                       "sql:\n  memory_limit: 1GB\n",
-                       "lakeloop.yaml");
+  auto c = ParseConfig(
+      "name: shop\nserver:\n  listen: 0.0.0.0:9000\n  worker_threads: 3\n"
+      "sql:\n  memory_limit: 1GB\n",
+      "lakeloop.yaml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->name, "shop");
   EXPECT_EQ(c->server.listen, "0.0.0.0:9000");

@@ -23,7 +23,8 @@ std::string Hex(const unsigned char* p, size_t n) {
 
 void FillRandom(unsigned char* p, size_t n) {
   if (RAND_bytes(p, static_cast<int>(n)) != 1) {
-    // OpenSSL's CSPRNG failing is not recoverable; fall back to the OS device via std::random_device.
+    // OpenSSL's CSPRNG failing is not recoverable; fall back to the OS device via
+    // std::random_device.
     std::random_device rd;
     for (size_t i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(rd());
   }

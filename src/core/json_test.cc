@@ -11,7 +11,15 @@ namespace {
 TEST(JsonTest, WriterInsertsCommasAndEscapes) {
   std::string out;
   JsonWriter w(&out);
-  w.BeginObject().Key("a").Int(1).Key("b").BeginArray().String("x\"y\n").Null().Bool(true).EndArray();
+  w.BeginObject()
+      .Key("a")
+      .Int(1)
+      .Key("b")
+      .BeginArray()
+      .String("x\"y\n")
+      .Null()
+      .Bool(true)
+      .EndArray();
   w.Key("c").Double(0.5).Key("d").Double(std::nan("")).Key("e").Raw("{}").EndObject();
   EXPECT_EQ(out, R"({"a":1,"b":["x\"y\n",null,true],"c":0.5,"d":null,"e":{}})");
 }

@@ -9,7 +9,8 @@
 
 namespace lakeloop {
 
-// Logs to stderr and, when `file` is not empty, to that file too. `level`: trace|debug|info|warn|error.
+// Logs to stderr and, when `file` is not empty, to that file too. `level`:
+// trace|debug|info|warn|error.
 Status InitLogging(const std::string& level, const std::filesystem::path& file = {});
 
 }  // namespace lakeloop

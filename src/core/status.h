@@ -1,5 +1,6 @@
 // core: the shared vocabulary of lakeloop. Status and Result<T> carry errors as values with a code
-// from one table (kCodeTable); every module returns them and the API maps codes to HTTP in one place.
+// from one table (kCodeTable); every module returns them and the API maps codes to HTTP in one
+// place.
 #pragma once
 
 #include <cassert>
@@ -80,7 +81,7 @@ inline Status Unauthenticated(std::string m) { return {Code::kUnauthenticated, s
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     assert(!std::get<Status>(v_).ok() && "Result from an ok Status");
   }
@@ -107,10 +108,10 @@ class [[nodiscard]] Result {
 #define LAKELOOP_CONCAT_INNER(a, b) a##b
 #define LAKELOOP_CONCAT(a, b) LAKELOOP_CONCAT_INNER(a, b)
 
-#define RETURN_IF_ERROR(expr)                                    \
-  do {                                                           \
-    ::lakeloop::Status _lakeloop_status = (expr);                \
-    if (!_lakeloop_status.ok()) return _lakeloop_status;         \
+#define RETURN_IF_ERROR(expr)                            \
+  do {                                                   \
+    ::lakeloop::Status _lakeloop_status = (expr);        \
+    if (!_lakeloop_status.ok()) return _lakeloop_status; \
   } while (0)
 
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

@@ -60,7 +60,8 @@ std::string SchemaToJson(const std::vector<Column>& schema) {
   std::string out;
   JsonWriter w(&out);
   w.BeginArray();
-  for (const auto& c : schema) w.BeginObject().Key("name").String(c.name).Key("type").String(c.type).EndObject();
+  for (const auto& c : schema)
+    w.BeginObject().Key("name").String(c.name).Key("type").String(c.type).EndObject();
   w.EndArray();
   return out;
 }
@@ -255,9 +256,10 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
     if (cur.empty()) {
       ASSIGN_OR_RETURN(Rows next, txn->Query("SELECT COALESCE(MAX(id), 0) + 1 FROM lake_tables"));
       table_id = next.Int(0, 0);
-      RETURN_IF_ERROR(txn->Exec("INSERT INTO lake_tables (id, zone, name, created_at, updated_at)"
-                                " VALUES (?, ?, ?, ?, ?)",
-                                {table_id, t.zone, t.name, now, now}));
+      RETURN_IF_ERROR(
+          txn->Exec("INSERT INTO lake_tables (id, zone, name, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    {table_id, t.zone, t.name, now, now}));
     } else {
       table_id = cur.Int(0, 0);
       current = cur.Int(0, 1);
@@ -281,9 +283,10 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
           {version, table_id}));
     }
     for (const auto& p : planned) {
-      RETURN_IF_ERROR(txn->Exec("INSERT INTO lake_files (table_id, live_key, history_key, "
-                                "staged_key, rows, bytes, added_in) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                {table_id, p.live, p.history, p.staged, p.rows, p.bytes, version}));
+      RETURN_IF_ERROR(
+          txn->Exec("INSERT INTO lake_files (table_id, live_key, history_key, "
+                    "staged_key, rows, bytes, added_in) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    {table_id, p.live, p.history, p.staged, p.rows, p.bytes, version}));
     }
     ASSIGN_OR_RETURN(Rows totals,
                      txn->Query("SELECT COUNT(*), COALESCE(SUM(rows), 0), COALESCE(SUM(bytes), 0) "
@@ -304,13 +307,14 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'committed')",
         {table_id, version, now, snap.operation, added_rows, snap.total_rows, snap.total_bytes,
          snap.file_count, SchemaToJson(req.schema), snap.write_id}));
-    RETURN_IF_ERROR(txn->Exec("UPDATE lake_snapshots SET superseded_at = ? WHERE table_id = ? "
-                              "AND version = ?",
-                              {now, table_id, current}));
-    RETURN_IF_ERROR(txn->Exec("UPDATE lake_tables SET current_version = ?, schema_json = ?, "
-                              "partition_by = ?, updated_at = ? WHERE id = ?",
-                              {version, SchemaToJson(req.schema), Join(req.partition_by, ','),
-                               now, table_id}));
+    RETURN_IF_ERROR(
+        txn->Exec("UPDATE lake_snapshots SET superseded_at = ? WHERE table_id = ? "
+                  "AND version = ?",
+                  {now, table_id, current}));
+    RETURN_IF_ERROR(
+        txn->Exec("UPDATE lake_tables SET current_version = ?, schema_json = ?, "
+                  "partition_by = ?, updated_at = ? WHERE id = ?",
+                  {version, SchemaToJson(req.schema), Join(req.partition_by, ','), now, table_id}));
     CrashPoint("lake.commit.before_catalog");
     RETURN_IF_ERROR(txn->Commit());
   }
@@ -322,15 +326,15 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
   // 3) Roll forward. A failure here is repaired by Recover(); the commit stands.
   Status s = RollForward(table_id, version);
   if (!s.ok()) {
-    spdlog::error("lake: roll forward of {} v{} failed (Recover() completes it): {}",
-                  t.ToString(), version, s.ToString());
+    spdlog::error("lake: roll forward of {} v{} failed (Recover() completes it): {}", t.ToString(),
+                  version, s.ToString());
   }
   return snap;
 }
 
 Status Lake::RollForward(int64_t table_id, int64_t version) {
-  ASSIGN_OR_RETURN(Rows tr, catalog_->Query("SELECT zone, name FROM lake_tables WHERE id = ?",
-                                            {table_id}));
+  ASSIGN_OR_RETURN(Rows tr,
+                   catalog_->Query("SELECT zone, name FROM lake_tables WHERE id = ?", {table_id}));
   if (tr.empty()) return Internal("roll forward: no table " + std::to_string(table_id));
   TableRef t{tr.Text(0, 0), tr.Text(0, 1)};
   // Superseded live files get a second name under _history before anything else moves.
@@ -369,9 +373,10 @@ Status Lake::RollForward(int64_t table_id, int64_t version) {
                                            "AND version = ?",
                                            {table_id, version}));
   if (!w.empty()) RETURN_IF_ERROR(store_->Delete(TablePrefix(t) + "_staging/" + w.Text(0, 0)));
-  RETURN_IF_ERROR(catalog_->Exec("UPDATE lake_snapshots SET state = 'published' WHERE table_id = "
-                                 "? AND version = ?",
-                                 {table_id, version}));
+  RETURN_IF_ERROR(
+      catalog_->Exec("UPDATE lake_snapshots SET state = 'published' WHERE table_id = "
+                     "? AND version = ?",
+                     {table_id, version}));
   CrashPoint("lake.roll.published");
   ASSIGN_OR_RETURN(TableInfo info, GetTable(t));
   Notify(info);  // views now read the new files and _history names
@@ -393,14 +398,15 @@ Status Lake::WriteManifest(const TableRef& t, int64_t table_id, int64_t version)
   m["operation"] = snap.operation;
   m["row_count"] = snap.total_rows;
   json::array schema;
-  for (const auto& c : snap.schema) schema.push_back(json::object{{"name", c.name}, {"type", c.type}});
+  for (const auto& c : snap.schema)
+    schema.push_back(json::object{{"name", c.name}, {"type", c.type}});
   m["schema"] = std::move(schema);
   json::array fa;
   std::string prefix = TablePrefix(t);
   for (const auto& f : files) {
     // Paths relative to the table folder, so the lake can be moved or mounted elsewhere.
-    fa.push_back(json::object{{"path", f.key.substr(prefix.size())}, {"rows", f.rows},
-                              {"bytes", f.bytes}});
+    fa.push_back(
+        json::object{{"path", f.key.substr(prefix.size())}, {"rows", f.rows}, {"bytes", f.bytes}});
   }
   m["files"] = std::move(fa);
   std::string text = ToJson(m);
@@ -587,26 +593,28 @@ Result<Lake::GcStats> Lake::CollectGarbage(Micros now, Micros oldest_query_start
                                         "superseded_at < ?",
                                         {cutoff}));
     for (size_t i = 0; i < r.size(); ++i) touched.insert(r.Int(i, 0));
-    RETURN_IF_ERROR(txn->Exec("UPDATE lake_snapshots SET expired_at = ? WHERE expired_at IS NULL "
-                              "AND superseded_at IS NOT NULL AND superseded_at < ?",
-                              {now, cutoff}));
+    RETURN_IF_ERROR(
+        txn->Exec("UPDATE lake_snapshots SET expired_at = ? WHERE expired_at IS NULL "
+                  "AND superseded_at IS NOT NULL AND superseded_at < ?",
+                  {now, cutoff}));
     stats.snapshots_expired = static_cast<int64_t>(r.size());
     RETURN_IF_ERROR(txn->Commit());
   }
   for (int64_t id : touched) {
-    ASSIGN_OR_RETURN(Rows tr, catalog_->Query("SELECT zone, name FROM lake_tables WHERE id = ?", {id}));
+    ASSIGN_OR_RETURN(Rows tr,
+                     catalog_->Query("SELECT zone, name FROM lake_tables WHERE id = ?", {id}));
     if (tr.empty()) continue;
     ASSIGN_OR_RETURN(TableInfo info, GetTable(TableRef{tr.Text(0, 0), tr.Text(0, 1)}));
     Notify(info);  // listeners drop views of expired snapshots
   }
   // History files whose every snapshot has expired, once no query could have bound them.
   Micros marker = NowMicros();
-  ASSIGN_OR_RETURN(Rows dead, catalog_->Query(
-                                  "SELECT f.table_id, f.live_key, f.history_key FROM lake_files f "
-                                  "WHERE f.removed_in IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
-                                  "lake_snapshots s WHERE s.table_id = f.table_id AND "
-                                  "s.expired_at IS NULL AND s.version >= f.added_in AND "
-                                  "s.version < f.removed_in)"));
+  ASSIGN_OR_RETURN(Rows dead,
+                   catalog_->Query("SELECT f.table_id, f.live_key, f.history_key FROM lake_files f "
+                                   "WHERE f.removed_in IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+                                   "lake_snapshots s WHERE s.table_id = f.table_id AND "
+                                   "s.expired_at IS NULL AND s.version >= f.added_in AND "
+                                   "s.version < f.removed_in)"));
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t i = 0; i < dead.size(); ++i) {
     const std::string key = dead.Text(i, 2);

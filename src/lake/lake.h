@@ -14,9 +14,9 @@
 // durable; 2) one catalog transaction compares-and-swaps the table version and records the new
 // snapshot with each file's staged and final key: this is the commit point; 3) roll forward:
 // superseded live files are linked into _history, staged files renamed to their final keys, the
-// manifest written, listeners told. A crash before 2 leaves only staging garbage; a crash after 2 is
-// rolled forward by Recover() at the next start. Superseded files are unlinked only when no query
-// that could still read them runs, and history files only after the retention period.
+// manifest written, listeners told. A crash before 2 leaves only staging garbage; a crash after 2
+// is rolled forward by Recover() at the next start. Superseded files are unlinked only when no
+// query that could still read them runs, and history files only after the retention period.
 #pragma once
 
 #include <cstdint>

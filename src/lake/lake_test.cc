@@ -38,7 +38,8 @@ class LakeTest : public ::testing::Test {
     lake_ = std::make_unique<Lake>(store_.get(), catalog_.get(), options);
   }
   // Stages `n` files (fake content: the lake never reads it) and commits them.
-  Result<Snapshot> Write(const TableRef& t, WriteMode mode, int n, std::vector<Column> schema = kSchema,
+  Result<Snapshot> Write(const TableRef& t, WriteMode mode, int n,
+                         std::vector<Column> schema = kSchema,
                          std::optional<int64_t> expected = std::nullopt) {
     ASSIGN_OR_RETURN(Staging s, lake_->BeginWrite(t));
     CommitRequest req;
@@ -254,8 +255,8 @@ TEST_P(LakeCrashTest, CommitIsAllOrNothing) {
 INSTANTIATE_TEST_SUITE_P(Steps, LakeCrashTest,
                          ::testing::Values("lake.commit.staged", "lake.commit.before_catalog",
                                            "lake.commit.after_catalog", "lake.roll.history_link",
-                                           "lake.roll.moved_file",
-                                           "lake.roll.manifest", "lake.roll.published"),
+                                           "lake.roll.moved_file", "lake.roll.manifest",
+                                           "lake.roll.published"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) c = c == '.' ? '_' : c;

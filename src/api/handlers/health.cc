@@ -18,10 +18,14 @@ Status AddHealthRoutes(Router& router, Services* s) {
     std::string out;
     JsonWriter w(&out);
     w.BeginObject()
-        .Key("status").String("ok")
-        .Key("version").String(s->version)
-        .Key("uptime_s").Double(static_cast<double>(NowMicros() - s->started_at) / 1e6)
-        .Key("catalog").String(s->catalog->backend())
+        .Key("status")
+        .String("ok")
+        .Key("version")
+        .String(s->version)
+        .Key("uptime_s")
+        .Double(static_cast<double>(NowMicros() - s->started_at) / 1e6)
+        .Key("catalog")
+        .String(s->catalog->backend())
         .EndObject();
     return Response::Json(std::move(out));
   });

@@ -14,23 +14,33 @@ constexpr std::string_view kSchemaColumns =
 
 void WriteSchema(JsonWriter& w, const std::vector<lake::Column>& schema) {
   w.BeginArray();
-  for (const auto& c : schema) w.BeginObject().Key("name").String(c.name).Key("type").String(c.type).EndObject();
+  for (const auto& c : schema)
+    w.BeginObject().Key("name").String(c.name).Key("type").String(c.type).EndObject();
   w.EndArray();
 }
 
 void WriteSnapshot(JsonWriter& w, const lake::TableRef& t, const lake::Snapshot& s) {
   w.BeginObject()
-      .Key("version").Int(s.version)
-      .Key("committed_at").String(FormatRfc3339(s.committed_at))
-      .Key("operation").String(s.operation)
-      .Key("added_rows").Int(s.added_rows)
-      .Key("row_count").Int(s.total_rows)
-      .Key("bytes").Int(s.total_bytes)
-      .Key("files").Int(s.file_count)
-      .Key("expired").Bool(s.expired);
+      .Key("version")
+      .Int(s.version)
+      .Key("committed_at")
+      .String(FormatRfc3339(s.committed_at))
+      .Key("operation")
+      .String(s.operation)
+      .Key("added_rows")
+      .Int(s.added_rows)
+      .Key("row_count")
+      .Int(s.total_rows)
+      .Key("bytes")
+      .Int(s.total_bytes)
+      .Key("files")
+      .Int(s.file_count)
+      .Key("expired")
+      .Bool(s.expired);
   if (!s.expired) {
-    w.Key("query_as").String(sql::LakeViews::SnapshotSchema(t.zone) + "." +
-                             sql::LakeViews::SnapshotView(t.name, s.version));
+    w.Key("query_as")
+        .String(sql::LakeViews::SnapshotSchema(t.zone) + "." +
+                sql::LakeViews::SnapshotView(t.name, s.version));
   }
   w.EndObject();
 }
@@ -42,15 +52,24 @@ Status WriteTable(Services* s, JsonWriter& w, const lake::TableInfo& t) {
     if (sn.version == t.current_version) cur = &sn;
   }
   w.BeginObject()
-      .Key("name").String(t.ref.ToString())
-      .Key("zone").String(t.ref.zone)
-      .Key("table").String(t.ref.name)
-      .Key("version").Int(t.current_version)
-      .Key("row_count").Int(cur ? cur->total_rows : 0)
-      .Key("bytes").Int(cur ? cur->total_bytes : 0)
-      .Key("files").Int(cur ? cur->file_count : 0)
-      .Key("created_at").String(FormatRfc3339(t.created_at))
-      .Key("updated_at").String(FormatRfc3339(t.updated_at))
+      .Key("name")
+      .String(t.ref.ToString())
+      .Key("zone")
+      .String(t.ref.zone)
+      .Key("table")
+      .String(t.ref.name)
+      .Key("version")
+      .Int(t.current_version)
+      .Key("row_count")
+      .Int(cur ? cur->total_rows : 0)
+      .Key("bytes")
+      .Int(cur ? cur->total_bytes : 0)
+      .Key("files")
+      .Int(cur ? cur->file_count : 0)
+      .Key("created_at")
+      .String(FormatRfc3339(t.created_at))
+      .Key("updated_at")
+      .String(FormatRfc3339(t.updated_at))
       .Key("columns");
   WriteSchema(w, t.schema);
   w.Key("partition_by").BeginArray();
@@ -145,7 +164,8 @@ SyncHandler Wrap(Services* s, F f) {
 }
 
 std::string TableSchema() {
-  return std::string(R"({"type":"object","properties":{"name":{"type":"string"},"zone":{"type":"string"},)") +
+  return std::string(
+             R"({"type":"object","properties":{"name":{"type":"string"},"zone":{"type":"string"},)") +
          R"("table":{"type":"string"},"version":{"type":"integer"},"row_count":{"type":"integer"},)" +
          R"("bytes":{"type":"integer"},"files":{"type":"integer"},"columns":)" +
          std::string(kSchemaColumns) +
@@ -162,8 +182,8 @@ Status AddTableRoutes(Router& router, Services* s) {
   list.pattern = "/api/v1/tables";
   list.summary = "Lake tables with their snapshots";
   list.tag = "lake";
-  list.response_schema = R"({"type":"object","properties":{"tables":{"type":"array","items":)" +
-                         TableSchema() + "}}}";
+  list.response_schema =
+      R"({"type":"object","properties":{"tables":{"type":"array","items":)" + TableSchema() + "}}}";
   RETURN_IF_ERROR(router.AddSync(list, Wrap(s, ListTables)));
 
   RouteSpec one = list;

@@ -33,9 +33,12 @@ Status AddTokenRoutes(Router& router, Services* s) {
     std::string out;
     JsonWriter w(&out);
     w.BeginObject()
-        .Key("id").String(created->id)
-        .Key("token").String(created->token)
-        .Key("role").String(catalog::RoleName(*r))
+        .Key("id")
+        .String(created->id)
+        .Key("token")
+        .String(created->token)
+        .Key("role")
+        .String(catalog::RoleName(*r))
         .EndObject();
     return Response::Json(std::move(out), 201);
   });

@@ -1,13 +1,17 @@
-// HttpServer on Boost.Beast/Asio. The only translation unit of lakeloop that includes Beast (it costs
-// ~11 s and ~625 MB to compile); everything else sees api/api.h.
+// HttpServer on Boost.Beast/Asio. The only translation unit of lakeloop that includes Beast (it
+// costs ~11 s and ~625 MB to compile); everything else sees api/api.h.
 //
 // Threads: `io_threads` run one io_context; each connection (Session) lives on its own strand (none
-// is needed with one io thread), reads one request, hands it to its handler (inline, or on the worker pool), and reads the next request
-// only after the response is written, so pipelined requests are answered in order. While a handler
-// runs, the session keeps one read outstanding on the socket (the "watch"): bytes it reads are kept
-// in the session buffer for the next request; end-of-stream or an error flips the request's
-// `cancelled` flag. Each request in flight (Exchange) holds io_context work, so the io threads only
-// return from run() once every handler has responded or dropped its Responder.
+// is needed with one io thread), reads one request, hands it to its handler (inline, or on the
+// worker pool), and reads the next request only after the response is written, so pipelined
+// requests are answered in order. While a handler runs, the session keeps one read outstanding on
+// the socket (the "watch"): bytes it reads are kept in the session buffer for the next request;
+// end-of-stream or an error flips the request's `cancelled` flag. Each request in flight (Exchange)
+// holds io_context work, so the io threads only return from run() once every handler has responded
+// or dropped its Responder.
+#include <pthread.h>
+
+#include <array>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -19,12 +23,10 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
-#include <array>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <optional>
-#include <pthread.h>
 #include <thread>
 #include <unordered_map>
 
@@ -53,7 +55,8 @@ bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
 }
 
 std::string FormatEndpoint(const tcp::endpoint& ep) {
-  if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+  if (ep.address().is_v6())
+    return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 }  // namespace
@@ -139,7 +142,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void Start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoReadNext(); });
   }
-  // Server stopping: close now if waiting for a request; otherwise the current response is the last.
+  // Server stopping: close now if waiting for a request; otherwise the current response is the
+  // last.
   void OnStop() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
       if (self->state_ == State::kIdle) self->Close();
@@ -244,9 +248,9 @@ void HttpServer::Impl::Session::Parse() {
     }
     if (ec == http::error::need_more) break;
     if (ec == http::error::body_limit) {
-      return ReplyAndClose(Status(Code::kPayloadTooLarge,
-                                  "request body exceeds " +
-                                      std::to_string(server_->options_.max_body_bytes) + " bytes"));
+      return ReplyAndClose(Status(
+          Code::kPayloadTooLarge,
+          "request body exceeds " + std::to_string(server_->options_.max_body_bytes) + " bytes"));
     }
     if (ec == http::error::header_limit) {
       return ReplyAndClose(Status(Code::kMalformedRequest, "request headers are too large"));
@@ -309,8 +313,9 @@ void HttpServer::Impl::Session::OnRequest() {
     respond.SendError(Status(Code::kMalformedRequest, "bad request target"));
   } else {
     req.path = std::move(*path);
-    Status qs = q == std::string_view::npos ? Status::Ok()
-                                            : internal::ParseQuery(target.substr(q + 1), &req.query);
+    Status qs = q == std::string_view::npos
+                    ? Status::Ok()
+                    : internal::ParseQuery(target.substr(q + 1), &req.query);
     if (!qs.ok()) {
       respond.SendError(qs);
     } else {
@@ -386,7 +391,9 @@ void HttpServer::Impl::Session::OnWatch(beast::error_code ec, size_t n) {
 
 namespace {
 // Header names and values from handlers go on the wire verbatim: refuse CR/LF (response splitting).
-bool SafeHeaderText(std::string_view s) { return s.find_first_of("\r\n") == std::string_view::npos; }
+bool SafeHeaderText(std::string_view s) {
+  return s.find_first_of("\r\n") == std::string_view::npos;
+}
 }  // namespace
 
 // Serializes the response by hand: cheaper than beast::http::response + serializer, which showed up

@@ -41,8 +41,8 @@ Status ParseQuery(std::string_view query, std::map<std::string, std::string, std
     if (part.empty()) continue;
     size_t eq = part.find('=');
     auto key = PercentDecode(part.substr(0, eq), true);
-    auto value = PercentDecode(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1),
-                               true);
+    auto value = PercentDecode(
+        eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1), true);
     if (!key || !value) return Status(Code::kMalformedRequest, "bad percent-escape in the query");
     out->emplace(std::move(*key), std::move(*value));  // first occurrence wins
   }

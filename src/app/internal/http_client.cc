@@ -1,11 +1,11 @@
 #include "app/internal/http_client.h"
 
 #include <netdb.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <strings.h>
 
 namespace lakeloop::app {
 
@@ -73,8 +73,8 @@ Result<HttpResponse> HttpRequest(const std::string& url, const std::string& meth
   size_t pos = head.find("\r\n");
   while (pos != std::string::npos && pos < head.size()) {
     size_t next = head.find("\r\n", pos + 2);
-    std::string line = head.substr(pos + 2, next == std::string::npos ? std::string::npos
-                                                                       : next - pos - 2);
+    std::string line =
+        head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
     if (strncasecmp(line.c_str(), "content-type:", 13) == 0) {
       r.content_type = line.substr(13);
       while (!r.content_type.empty() && r.content_type.front() == ' ') r.content_type.erase(0, 1);

@@ -184,8 +184,7 @@ Result<std::unique_ptr<Store>> OpenSqlite(const std::filesystem::path& file) {
     return IoError("catalog: open " + file.string() + ": " + msg);
   }
   sqlite3_busy_timeout(db, 10000);
-  const char* pragmas =
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
+  const char* pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
   if (sqlite3_exec(db, pragmas, nullptr, nullptr, nullptr) != SQLITE_OK) {
     Status s = SqliteError(db, "pragmas");
     sqlite3_close_v2(db);

@@ -16,7 +16,8 @@ namespace fs = std::filesystem;
 
 Status ValidateKey(std::string_view key) {
   if (key.empty()) return InvalidArgument("empty object key");
-  if (key.front() == '/') return InvalidArgument("object key must be relative: " + std::string(key));
+  if (key.front() == '/')
+    return InvalidArgument("object key must be relative: " + std::string(key));
   if (key.find('\0') != std::string_view::npos || key.find('\\') != std::string_view::npos) {
     return InvalidArgument("object key has a forbidden character");
   }
