@@ -202,6 +202,7 @@ class Engine::Impl {
   int64_t OldestStart() { return watchdog_.OldestStart(NowMicros()); }
   Result<std::string> StatementType(std::string_view sql);
   Status Exec(std::string_view sql);
+  Result<int64_t> ExecWithParams(std::string_view sql, const std::vector<NamedParam>& params);
   Result<std::vector<Column>> Describe(std::string_view sql);
   Status ReplaceView(const std::string& schema, const std::string& name,
                      const std::vector<std::string>& files, const std::vector<Column>& columns,
@@ -586,6 +587,34 @@ Status Engine::Impl::Exec(std::string_view sql) {
   return Query(lease.get(), std::string(sql));
 }
 
+Result<int64_t> Engine::Impl::ExecWithParams(std::string_view sql,
+                                             const std::vector<NamedParam>& params) {
+  RETURN_IF_ERROR(CheckUserText(sql));
+  Lease lease(this);
+  if (lease.get() == nullptr) return Unavailable("cannot connect to DuckDB");
+  ASSIGN_OR_RETURN(Prepared prepared, PrepareOne(lease.get(), std::string(sql)));
+  for (const NamedParam& p : params) {
+    idx_t index = 0;
+    if (duckdb_bind_parameter_index(prepared.get(), &index, p.name.c_str()) == DuckDBError) {
+      continue;  // the statement does not use this name
+    }
+    duckdb_state bound = DuckDBError;
+    if (const auto* i = std::get_if<int64_t>(&p.value)) {
+      bound = duckdb_bind_int64(prepared.get(), index, *i);
+    } else if (const auto* s = std::get_if<std::string>(&p.value)) {
+      bound = duckdb_bind_varchar_length(prepared.get(), index, s->data(), s->size());
+    } else if (const auto* t = std::get_if<Timestamp>(&p.value)) {
+      bound = duckdb_bind_timestamp(prepared.get(), index, duckdb_timestamp{t->micros});
+    }
+    if (bound == DuckDBError) return InvalidArgument("cannot bind parameter $" + p.name);
+  }
+  QueryResult result;
+  if (duckdb_execute_prepared(prepared.get(), result.out()) == DuckDBError) {
+    return ResultError(result.get());
+  }
+  return static_cast<int64_t>(duckdb_rows_changed(result.get()));
+}
+
 Result<std::vector<Column>> Engine::Impl::Describe(std::string_view sql) {
   RETURN_IF_ERROR(CheckUserText(sql));
   Lease lease(this);
@@ -674,6 +703,10 @@ Result<std::string> Engine::StatementType(std::string_view sql) {
   return impl_->StatementType(sql);
 }
 Status Engine::Exec(std::string_view sql) { return impl_->Exec(sql); }
+Result<int64_t> Engine::ExecWithParams(std::string_view sql,
+                                       const std::vector<NamedParam>& params) {
+  return impl_->ExecWithParams(sql, params);
+}
 Result<std::vector<Column>> Engine::Describe(std::string_view sql) { return impl_->Describe(sql); }
 Status Engine::ReplaceView(const std::string& schema, const std::string& name,
                            const std::vector<std::string>& files,

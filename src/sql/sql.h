@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "core/status.h"
@@ -55,6 +56,17 @@ struct QueryReply {
   std::vector<Column> columns;
 };
 
+// A TIMESTAMP value for a named parameter: UTC microseconds since the Unix epoch.
+struct Timestamp {
+  int64_t micros = 0;
+};
+using ParamValue = std::variant<int64_t, std::string, Timestamp>;
+// `$name` in the SQL.
+struct NamedParam {
+  std::string name;
+  ParamValue value;
+};
+
 // Optional knobs for ReplaceView.
 struct ViewOptions {
   bool hive_partitioning = false;  // derive columns from key=value directories
@@ -84,6 +96,11 @@ class Engine {
 
   // Trusted path (our own generated SQL, never user input): one or more statements.
   Status Exec(std::string_view sql);
+  // Trusted path with named parameters: exactly one statement (else kStatementNotAllowed),
+  // prepared, each `$name` it uses bound from `params` (BIGINT, VARCHAR or TIMESTAMP; names it
+  // does not use are ignored; one it uses but is not given fails as kSqlError), then run. Returns
+  // DuckDB's changed-row count (for COPY ... TO: the rows written).
+  Result<int64_t> ExecWithParams(std::string_view sql, const std::vector<NamedParam>& params);
 
   // Result columns of one query (must start like a SELECT) without running it.
   Result<std::vector<Column>> Describe(std::string_view sql);

@@ -419,6 +419,32 @@ TEST_F(SqlTest, ExecRunsTrustedStatements) {
   EXPECT_EQ(internal_->Exec("CREATE TABLE a(x INTEGER)").code(), Code::kSqlError);
 }
 
+TEST_F(SqlTest, ExecWithParamsBindsNamedParameters) {
+  const fs::path out = lake_ / "t" / "params.parquet";
+  auto rows = engine_->ExecWithParams(
+      "COPY (SELECT * FROM range(10) t(i) WHERE i >= $lo AND $name = 'x' AND "
+      "$ts = TIMESTAMP '2026-11-26 00:00:00') TO " +
+          QuoteLiteral(out.string()) + " (FORMAT parquet)",
+      {{"lo", int64_t{7}},
+       {"name", std::string("x")},
+       {"ts", Timestamp{1795651200000000}},  // 2026-11-26T00:00:00Z
+       {"unused", int64_t{1}}});
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  EXPECT_EQ(*rows, 3);
+  EXPECT_EQ(Scalar("SELECT count(*) FROM " + QuoteLiteral(out.string())), "3");
+  // A parameter the statement uses but nobody gave; several statements; a DuckDB error.
+  EXPECT_EQ(engine_->ExecWithParams("SELECT $missing", {}).status().code(), Code::kSqlError);
+  EXPECT_EQ(engine_->ExecWithParams("SELECT 1; SELECT 2", {}).status().code(),
+            Code::kStatementNotAllowed);
+  EXPECT_EQ(engine_->ExecWithParams("SELECT nope", {}).status().code(), Code::kSqlError);
+  // The sandbox still applies.
+  EXPECT_FALSE(
+      engine_
+          ->ExecWithParams(
+              "COPY (SELECT 1) TO " + QuoteLiteral((root_ / "outside" / "y.parquet").string()), {})
+          .ok());
+}
+
 TEST_F(SqlTest, Describe) {
   auto columns = engine_->Describe("SELECT 1::DECIMAL(18,3) AS x, {'a': 1, 'b': 'x'} AS s");
   ASSERT_TRUE(columns.ok()) << columns.status().ToString();
