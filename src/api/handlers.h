@@ -6,6 +6,7 @@
 #include <string>
 
 #include "api/api.h"
+#include "batch/batch.h"
 #include "catalog/catalog.h"
 #include "core/config.h"
 #include "core/time.h"
@@ -22,6 +23,7 @@ struct Services {
   lake::Lake* lake = nullptr;
   sql::Engine* engine = nullptr;  // sandboxed: user SQL
   sql::Engine* loader = nullptr;  // internal: converts uploads to Parquet
+  batch::Batch* batch = nullptr;  // sources, models, runs
   std::filesystem::path scratch_dir;
   Micros started_at = 0;
   std::string version;
@@ -31,9 +33,16 @@ Status AddHealthRoutes(Router& router, Services* services);
 Status AddSqlRoutes(Router& router, Services* services);
 Status AddTableRoutes(Router& router, Services* services);
 Status AddTokenRoutes(Router& router, Services* services);
+Status AddBatchRoutes(Router& router, Services* services);
 
 // Every route of the server, OpenAPI document included.
 Status AddAllRoutes(Router& router, Services* services);
+
+// Shapes shared by the API and the CLI's embedded mode, so both print the same thing.
+std::string RunsToJson(const std::vector<flow::RunInfo>& runs);
+std::string ApplyReportToJson(const batch::ApplyReport& report);
+// "1d", "6h", "15m" as microseconds.
+Result<Micros> ParseStep(std::string_view step);
 
 // Adapts the catalog's token store to the server's verifier interface.
 class CatalogTokenVerifier : public TokenVerifier {

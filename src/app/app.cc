@@ -31,7 +31,8 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   RETURN_IF_ERROR(CreateDirs(paths.lake()));
   RETURN_IF_ERROR(CreateDirs(paths.scratch()));
   RETURN_IF_ERROR(CreateDirs(paths.logs()));
-  if (mode == Mode::kOwner) {
+  const bool owner = mode != Mode::kReadOnly;
+  if (owner) {
     ASSIGN_OR_RETURN(LockFile lock, LockFile::Acquire(paths.lock(), "lakeloop"));
     app->lock_.emplace(std::move(lock));
   }
@@ -39,6 +40,7 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   ASSIGN_OR_RETURN(app->catalog_, catalog::OpenSqlite(paths.catalog()));
   std::vector<catalog::Migration> migrations = lake::Lake::Migrations();
   for (auto& m : catalog::TokenStore::Migrations()) migrations.push_back(m);
+  for (auto& m : batch::Batch::Migrations()) migrations.push_back(m);
   RETURN_IF_ERROR(catalog::Migrate(*app->catalog_, migrations));
   app->tokens_ = std::make_unique<catalog::TokenStore>(app->catalog_.get());
   // Lake.
@@ -46,7 +48,7 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   lake::LakeOptions lo;
   lo.snapshot_retention_s = config.lake.snapshot_retention_s;
   app->lake_ = std::make_unique<lake::Lake>(app->store_.get(), app->catalog_.get(), lo);
-  if (mode == Mode::kOwner) {
+  if (owner) {
     RETURN_IF_ERROR(app->lake_->Recover().WithContext("recovering the lake"));
     // Scratch files (uploads, exports, spills) of a previous process are garbage.
     std::error_code ec;
@@ -66,6 +68,19 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   ASSIGN_OR_RETURN(app->loader_, sql::Engine::Open(eo));
   app->views_ = std::make_unique<sql::LakeViews>(app->engine_.get(), app->lake_.get());
   RETURN_IF_ERROR(app->views_->Attach());
+  if (owner) {
+    batch::BatchOptions bo;
+    bo.project = paths.project;
+    bo.lake_root = paths.lake();
+    bo.scratch = paths.scratch();
+    bo.sql_threads = config.sql.threads;
+    bo.memory_limit = config.sql.memory_limit;
+    bo.triggers = mode == Mode::kServer;
+    bo.workers = static_cast<size_t>(std::max(1, config.server.worker_threads));
+    ASSIGN_OR_RETURN(app->batch_, batch::Batch::Open(app->catalog_.get(), app->lake_.get(), bo));
+    // The scheduler marks runs a crash interrupted as failed when it starts.
+    RETURN_IF_ERROR(app->batch_->Start());
+  }
 
   api::Services& s = app->services_;
   s.config = &app->config_;
@@ -74,13 +89,16 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   s.lake = app->lake_.get();
   s.engine = app->engine_.get();
   s.loader = app->loader_.get();
+  s.batch = app->batch_.get();
   s.scratch_dir = paths.scratch();
   s.started_at = NowMicros();
   s.version = std::string(kVersion);
   return app;
 }
 
-App::~App() = default;
+App::~App() {
+  if (batch_) batch_->Stop();
+}
 
 namespace {
 
@@ -156,7 +174,8 @@ Status App::Serve(const std::optional<std::string>& listen) {
     std::unique_lock<std::mutex> lock(gc_mu);
     while (!gc_cv.wait_for(lock, std::chrono::seconds(10), [&] { return stopping; })) {
       lock.unlock();
-      auto stats = lake_->CollectGarbage(NowMicros(), engine_->OldestRunningQueryStart());
+      Micros oldest = std::min(engine_->OldestRunningQueryStart(), batch_->OldestActiveRead());
+      auto stats = lake_->CollectGarbage(NowMicros(), oldest);
       if (!stats.ok()) spdlog::warn("lake gc: {}", stats.status().ToString());
       lock.lock();
     }
@@ -170,6 +189,7 @@ Status App::Serve(const std::optional<std::string>& listen) {
   sigwait(&set, &sig);
   spdlog::info("received {}, draining requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   server.Stop(std::chrono::milliseconds(config_.server.shutdown_grace_ms));
+  batch_->Stop();
   {
     std::lock_guard<std::mutex> lock(gc_mu);
     stopping = true;

@@ -10,6 +10,7 @@
 
 #include "api/api.h"
 #include "api/handlers.h"
+#include "batch/batch.h"
 #include "catalog/catalog.h"
 #include "core/config.h"
 #include "core/fs.h"
@@ -37,7 +38,8 @@ struct Paths {
 };
 
 enum class Mode {
-  kOwner,     // owns the data directory (the lock): recovers, writes, serves
+  kServer,    // owns the data directory (the lock); serves; schedules and triggers run
+  kOneShot,   // owns the data directory for one CLI command; runs only what it is asked to
   kReadOnly,  // reads committed state beside a possibly running owner; changes nothing
 };
 
@@ -56,6 +58,8 @@ class App {
   sql::Engine& engine() { return *engine_; }
   sql::Engine& loader() { return *loader_; }
   catalog::TokenStore& tokens() { return *tokens_; }
+  // Sources, models and their runs; null in read-only mode.
+  batch::Batch* batch() { return batch_.get(); }
 
  private:
   App() = default;
@@ -71,6 +75,7 @@ class App {
   std::unique_ptr<sql::Engine> engine_;
   std::unique_ptr<sql::Engine> loader_;
   std::unique_ptr<sql::LakeViews> views_;
+  std::unique_ptr<batch::Batch> batch_;
   api::Services services_;
 };
 

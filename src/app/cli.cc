@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <functional>
 #include <thread>
 
 #include "app/app.h"
@@ -162,7 +163,7 @@ int CmdUp(const Globals& g, const std::optional<std::string>& listen) {
   if (!g.log_level.empty()) cfg->log_level = g.log_level;
   if (auto s = CreateDirs(paths->logs()); !s.ok()) return Fail(s);
   if (auto s = InitLogging(cfg->log_level, paths->logs() / "lakeloop.log"); !s.ok()) return Fail(s);
-  auto app = App::Open(*paths, *cfg, Mode::kOwner);
+  auto app = App::Open(*paths, *cfg, Mode::kServer);
   if (!app.ok()) return Fail(app.status());
   Status s = (*app)->Serve(listen);
   if (!s.ok()) return Fail(s);
@@ -294,7 +295,7 @@ int CmdLoad(const Globals& g, const std::string& table, const std::string& file,
     std::cout << *r << "\n";
     return 0;
   }
-  auto app = OpenEmbedded(*paths, Mode::kOwner);
+  auto app = OpenEmbedded(*paths, Mode::kOneShot);
   if (!app.ok()) return Fail(app.status());
   sql::LoadRequest req;
   req.table = *ref;
@@ -327,7 +328,7 @@ int CmdTokenCreate(const Globals& g, const std::string& role, const std::string&
     token = std::string(o->at("token").as_string());
     id = std::string(o->at("id").as_string());
   } else {
-    auto app = OpenEmbedded(*paths, Mode::kOwner);
+    auto app = OpenEmbedded(*paths, Mode::kOneShot);
     if (!app.ok()) return Fail(app.status());
     auto created = (*app)->tokens().Create(*r, name);
     if (!created.ok()) return Fail(created.status());
@@ -337,6 +338,166 @@ int CmdTokenCreate(const Globals& g, const std::string& role, const std::string&
   std::cout << "created " << role << " token " << id << " (shown once; keep it secret):\n"
             << token << "\n";
   return 0;
+}
+
+
+// ---- batch: apply, build, run, runs, backfill ---------------------------------------------------
+
+// Runs `remote` against the server when one owns the data directory, else `local` embedded.
+int Dispatch(const Globals& g, const std::function<Result<std::string>(const Remote&)>& remote,
+             const std::function<Result<std::string>(App&)>& local,
+             const std::function<void(const json::object&)>& print) {
+  auto paths = ResolvePaths(g);
+  if (!paths.ok()) return Fail(paths.status());
+  auto server = FindServer(*paths);
+  if (!server.ok()) return Fail(server.status());
+  Result<std::string> out = std::string();
+  if (*server) {
+    out = remote(**server);
+  } else {
+    auto app = OpenEmbedded(*paths, Mode::kOneShot);
+    if (!app.ok()) return Fail(app.status());
+    out = local(**app);
+  }
+  if (!out.ok()) return Fail(out.status());
+  auto obj = ParseJsonObject(*out);
+  if (!obj.ok()) return Fail(obj.status());
+  print(*obj);
+  return 0;
+}
+
+void PrintRuns(const json::object& o) {
+  const json::array* runs = nullptr;
+  json::array single;
+  if (o.contains("runs")) {
+    runs = &o.at("runs").as_array();
+  } else {
+    single.push_back(o);
+    runs = &single;
+  }
+  std::printf("%-36s %-28s %-10s %9s %9s %9s  %s\n", "run", "job", "status", "rows_out", "rejected",
+              "ms", "error");
+  for (const auto& rv : *runs) {
+    const auto& r = rv.as_object();
+    double ms = r.contains("duration_ms") ? r.at("duration_ms").to_number<double>() : 0;
+    std::string err;
+    if (r.contains("error")) err = std::string(r.at("error").at("message").as_string());
+    if (err.size() > 160) err = err.substr(0, 157) + "...";
+    std::printf("%-36s %-28s %-10s %9lld %9lld %9.1f  %s\n",
+                std::string(r.at("id").as_string()).c_str(),
+                std::string(r.at("job").as_string()).c_str(),
+                std::string(r.at("status").as_string()).c_str(),
+                static_cast<long long>(r.at("rows_out").to_number<int64_t>()),
+                static_cast<long long>(r.at("rows_rejected").to_number<int64_t>()), ms, err.c_str());
+  }
+}
+
+
+std::string RunJsonViaApi(const std::vector<flow::RunInfo>& runs) {
+  return api::RunsToJson(runs);
+}
+
+int CmdApply(const Globals& g, bool dry_run) {
+  std::string body = dry_run ? R"({"dry_run":true})" : R"({"dry_run":false})";
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/apply", body); },
+      [&](App& app) -> Result<std::string> {
+        ASSIGN_OR_RETURN(batch::ApplyReport rep, app.batch()->Apply(dry_run));
+        return api::ApplyReportToJson(rep);
+      },
+      [&](const json::object& o) {
+        const auto& changes = o.at("changes").as_array();
+        if (changes.empty()) std::cout << "no changes: the catalog matches the project\n";
+        for (const auto& cv : changes) {
+          const auto& c = cv.as_object();
+          std::string action(c.at("action").as_string());
+          char mark = action == "create" ? '+' : action == "update" ? '~' : '-';
+          std::cout << mark << " " << std::string(c.at("kind").as_string()) << " "
+                    << std::string(c.at("name").as_string());
+          if (c.contains("note")) std::cout << "  (" << std::string(c.at("note").as_string()) << ")";
+          std::cout << "\n";
+        }
+        if (dry_run && !changes.empty()) std::cout << "(dry run: nothing was applied)\n";
+      });
+}
+
+int CmdBuild(const Globals& g) {
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/build", ""); },
+      [&](App& app) -> Result<std::string> {
+        ASSIGN_OR_RETURN(auto runs, app.batch()->Build());
+        return RunJsonViaApi(runs);
+      },
+      PrintRuns);
+}
+
+int CmdRun(const Globals& g, const std::string& kind, const std::string& name,
+           const std::string& start, const std::string& end, bool full_refresh) {
+  std::string job = kind + ":" + name;
+  std::string params;
+  JsonWriter p(&params);
+  p.BeginObject();
+  if (!start.empty()) p.Key("start").String(start);
+  if (!end.empty()) p.Key("end").String(end);
+  if (full_refresh) p.Key("full_refresh").Bool(true);
+  p.EndObject();
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("job").String(job).Key("params").Raw(params).Key("wait").Bool(true).EndObject();
+  int rc = 0;
+  int out = Dispatch(
+      g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/runs", body); },
+      [&](App& app) -> Result<std::string> {
+        ASSIGN_OR_RETURN(auto run, app.batch()->Run(job, params, true));
+        return RunJsonViaApi({run});
+      },
+      [&](const json::object& o) {
+        PrintRuns(o);
+        const json::object& r = o.contains("runs") ? o.at("runs").as_array().at(0).as_object() : o;
+        if (r.at("status").as_string() != "succeeded") rc = 1;
+      });
+  return out ? out : rc;
+}
+
+int CmdRuns(const Globals& g, const std::string& job, int limit) {
+  std::string q = "/api/v1/runs?limit=" + std::to_string(limit) + (job.empty() ? "" : "&job=" + job);
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "GET", q, ""); },
+      [&](App& app) -> Result<std::string> {
+        auto sched = app.batch()->scheduler();
+        if (!sched) return Unavailable("the scheduler is not running");
+        flow::RunFilter f;
+        f.job = job;
+        f.limit = limit;
+        ASSIGN_OR_RETURN(auto runs, sched->ListRuns(f));
+        return RunJsonViaApi(runs);
+      },
+      PrintRuns);
+}
+
+int CmdBackfill(const Globals& g, const std::string& model, const std::string& from,
+                const std::string& to, const std::string& step) {
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("model").String(model).Key("from").String(from).Key("to").String(to).Key(
+      "step").String(step).EndObject();
+  int rc = 0;
+  int out = Dispatch(
+      g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/backfills", body); },
+      [&](App& app) -> Result<std::string> {
+        ASSIGN_OR_RETURN(Micros f, ParseRfc3339(from));
+        ASSIGN_OR_RETURN(Micros t, ParseRfc3339(to));
+        ASSIGN_OR_RETURN(Micros st, api::ParseStep(step));
+        ASSIGN_OR_RETURN(auto runs, app.batch()->Backfill(model, f, t, st));
+        return RunJsonViaApi(runs);
+      },
+      [&](const json::object& o) {
+        PrintRuns(o);
+        for (const auto& r : o.at("runs").as_array()) {
+          if (r.at("status").as_string() != "succeeded") rc = 1;
+        }
+      });
+  return out ? out : rc;
 }
 
 }  // namespace
@@ -387,6 +548,38 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"reader", "writer", "admin"}));
   create->add_option("--name", token_name, "a note on who uses it");
 
+  bool dry_run = false;
+  auto* apply = cli.add_subcommand("apply", "validate the project's definitions and apply them");
+  apply->add_flag("--dry-run", dry_run, "show what would change, change nothing");
+
+  auto* build = cli.add_subcommand("build", "load every source, then build every model with its tests");
+
+  auto* run = cli.add_subcommand("run", "run one source or model now");
+  run->require_subcommand(1);
+  std::string run_name, run_start, run_end;
+  bool full_refresh = false;
+  auto* run_source = run->add_subcommand("source", "load one source");
+  run_source->add_option("name", run_name, "source name")->required();
+  run_source->add_flag("--full-refresh", full_refresh, "reload everything");
+  auto* run_model = run->add_subcommand("model", "build one model");
+  run_model->add_option("name", run_name, "model name")->required();
+  run_model->add_option("--start", run_start, "interval start (RFC 3339), incremental models");
+  run_model->add_option("--end", run_end, "interval end (RFC 3339), incremental models");
+  run_model->add_flag("--full-refresh", full_refresh, "rebuild from all input data");
+
+  std::string runs_job;
+  int runs_limit = 20;
+  auto* runs = cli.add_subcommand("runs", "run history, newest first");
+  runs->add_option("--job", runs_job, "only runs of this job (e.g. model:daily_revenue)");
+  runs->add_option("--limit", runs_limit, "at most this many");
+
+  std::string bf_model, bf_from, bf_to, bf_step = "1d";
+  auto* backfill = cli.add_subcommand("backfill", "rebuild an incremental model over a date range");
+  backfill->add_option("model", bf_model, "model name")->required();
+  backfill->add_option("--from", bf_from, "first day (2026-10-01 or RFC 3339)")->required();
+  backfill->add_option("--to", bf_to, "end, exclusive")->required();
+  backfill->add_option("--step", bf_step, "interval per run: 1d, 6h, 15m");
+
   auto* version = cli.add_subcommand("version", "print the version");
 
   try {
@@ -404,6 +597,12 @@ int Main(int argc, char** argv) {
   if (tables->parsed()) return CmdTables(g, tables_format);
   if (load->parsed()) return CmdLoad(g, load_table, load_file, load_mode, load_format);
   if (create->parsed()) return CmdTokenCreate(g, role, token_name);
+  if (apply->parsed()) return CmdApply(g, dry_run);
+  if (build->parsed()) return CmdBuild(g);
+  if (run_source->parsed()) return CmdRun(g, "source", run_name, "", "", full_refresh);
+  if (run_model->parsed()) return CmdRun(g, "model", run_name, run_start, run_end, full_refresh);
+  if (runs->parsed()) return CmdRuns(g, runs_job, runs_limit);
+  if (backfill->parsed()) return CmdBackfill(g, bf_model, bf_from, bf_to, bf_step);
   if (version->parsed()) {
     std::cout << "lakeloop " << kVersion << "\n";
     return 0;

@@ -1,0 +1,528 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include "core/time.h"
+#include "ingest/ingest_test_util.h"
+
+namespace lakeloop::ingest {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string Str(const boost::json::value& v) {
+  return v.is_string() ? std::string(v.as_string()) : boost::json::serialize(v);
+}
+
+constexpr const char* kCsvSource = "type: files\npath: landing/orders\nformat: csv\n";
+
+class FilesTest : public IngestFixture {};
+
+TEST_F(FilesTest, FirstRunLoadsAllRerunLoadsNothing) {
+  Write("landing/orders/a.csv", "id,name,amount\n1,a,1.5\n2,b,2.5\n");
+  Write("landing/orders/b.csv", "id,name,amount\n3,c,3.5\n");
+  Write("landing/orders/notes.md", "ignored: wrong extension\n");
+  auto spec = Spec(kCsvSource);
+  auto r = RunSource(spec, false, "batch-1");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 3);
+  EXPECT_EQ(r->files_loaded, 2);
+  EXPECT_EQ(r->files_skipped, 0);
+  EXPECT_EQ(r->rows_rejected, 0);
+  EXPECT_EQ(r->snapshot_version, 1);
+  EXPECT_EQ(r->batch_id, "batch-1");
+  EXPECT_EQ(Count("orders"), 3);
+
+  // _loaded_at (TIMESTAMP, UTC), _batch_id, and the load_date hive folder.
+  auto table = lake_->GetTable({"raw", "orders"});
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(table->partition_by, std::vector<std::string>{"load_date"});
+  std::vector<lake::Column> want = {{"id", "BIGINT"},
+                                    {"name", "VARCHAR"},
+                                    {"amount", "DOUBLE"},
+                                    {"_loaded_at", "TIMESTAMP"},
+                                    {"_batch_id", "VARCHAR"}};
+  EXPECT_EQ(table->schema, want);
+  std::string today = FormatRfc3339(NowMicros()).substr(0, 10);
+  auto files = lake_->SnapshotFiles({"raw", "orders"});
+  ASSERT_TRUE(files.ok());
+  ASSERT_FALSE(files->empty());
+  for (const auto& f : *files) EXPECT_THAT(f.key, HasSubstr("/load_date=" + today + "/"));
+  auto rows = Query(
+      "SELECT DISTINCT _batch_id, CAST(load_date AS VARCHAR), "
+      "abs(epoch_us(_loaded_at) - epoch_us(now()::TIMESTAMP)) < 600000000 FROM " +
+      From("orders"));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(Str(rows[0].as_array()[0]), "batch-1");
+  EXPECT_EQ(Str(rows[0].as_array()[1]), today);
+  EXPECT_TRUE(rows[0].as_array()[2].as_bool());
+
+  auto again = RunSource(spec);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->rows_loaded, 0);
+  EXPECT_EQ(again->files_loaded, 0);
+  EXPECT_EQ(again->files_skipped, 2);
+  EXPECT_EQ(again->snapshot_version, 0);
+  EXPECT_EQ(Version("orders"), 1);
+  EXPECT_FALSE(again->batch_id.empty());
+}
+
+TEST_F(FilesTest, NewFileLoadsExactlyItsRowsAndRewrittenFileIsNoticed) {
+  Write("landing/orders/a.csv", "id,name,amount\n1,a,1.5\n2,b,2.5\n");
+  auto spec = Spec(kCsvSource);
+  ASSERT_TRUE(RunSource(spec).ok());
+  Write("landing/orders/c.csv", "id,name,amount\n10,x,1\n11,y,2\n12,z,3\n");
+  auto r = RunSource(spec, false, "b2");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 3);
+  EXPECT_EQ(r->files_loaded, 1);
+  EXPECT_EQ(r->files_skipped, 1);
+  EXPECT_EQ(Count("orders"), 5);
+  auto ids =
+      Query("SELECT list(id ORDER BY id) FROM " + From("orders") + " WHERE _batch_id = 'b2'");
+  EXPECT_EQ(Str(ids[0].as_array()[0]), "[10,11,12]");
+
+  // A rewritten file (same name, new content) is loaded again as a new batch; the old rows stay.
+  Write("landing/orders/a.csv", "id,name,amount\n1,a,9.5\n2,b,2.5\n3,c,4\n");
+  r = RunSource(spec, false, "b3");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->files_loaded, 1);
+  EXPECT_EQ(r->rows_loaded, 3);
+  EXPECT_EQ(Count("orders"), 8);
+  // The same content again is not.
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->files_loaded, 0);
+  // The catalog remembers both versions of a.csv by content hash.
+  auto rec = catalog_->Query(
+      "SELECT count(*) FROM ingest_files WHERE source = 'orders' AND path = "
+      "'landing/orders/a.csv' AND write_id IS NOT NULL");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->Int(0, 0), 2);
+}
+
+TEST_F(FilesTest, GlobSelectsFiles) {
+  Write("landing/2026/a.csv", "id\n1\n");
+  Write("landing/2026/sub/b.csv", "id\n2\n");
+  Write("landing/2026/c.txt", "id\n3\n");
+  auto spec = Spec("type: files\npath: landing/**/*.csv\n");
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->files_loaded, 2);
+  auto spec2 = Spec("name: only_top\ntype: files\npath: landing/2026/*.csv\n");
+  r = RunSource(spec2);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->files_loaded, 1);
+}
+
+TEST_F(FilesTest, CsvBadRowsGoToRejectedWithReasonFileAndLine) {
+  Write("landing/orders/a.csv",
+        "id,name,amount\n"  // line 1
+        "1,a,1.5\n"         // 2
+        "2,b,notanumber\n"  // 3: cast error
+        "3,c,2.5\n"         // 4
+        "4,,3.5\n"          // 5: name is required
+        "5,e\n"             // 6: too few columns
+        "6,f,4.5\n"         // 7
+        "7,g,5.5\n"         // 8
+        "8,h,6.5\n");       // 9
+  auto spec = Spec(std::string(kCsvSource) +
+                   "schema:\n  id: BIGINT\n  amount: DOUBLE\nrequired: [name]\n"
+                   "max_rejected_share: 0.5\n");
+  auto r = RunSource(spec, false, "bad-batch");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 5);
+  EXPECT_EQ(r->rows_rejected, 3);
+  EXPECT_GT(r->rejected_snapshot_version, 0);
+  EXPECT_EQ(Count("orders"), 5);
+  auto rej = Query("SELECT source_file, line, reason, record, _batch_id FROM " +
+                   From("orders__rejected") + " ORDER BY line");
+  ASSERT_EQ(rej.size(), 3u);
+  EXPECT_EQ(Str(rej[0].as_array()[0]), "landing/orders/a.csv");
+  EXPECT_EQ(rej[0].as_array()[1].to_number<int64_t>(), 3);
+  EXPECT_THAT(Str(rej[0].as_array()[2]), HasSubstr("amount"));
+  EXPECT_THAT(Str(rej[0].as_array()[3]), HasSubstr("notanumber"));
+  EXPECT_EQ(rej[1].as_array()[1].to_number<int64_t>(), 5);
+  EXPECT_THAT(Str(rej[1].as_array()[2]), HasSubstr("required column \"name\""));
+  EXPECT_EQ(rej[2].as_array()[1].to_number<int64_t>(), 6);
+  EXPECT_THAT(Str(rej[2].as_array()[2]), HasSubstr("Expected Number of Columns"));
+  EXPECT_EQ(Str(rej[2].as_array()[4]), "bad-batch");
+}
+
+TEST_F(FilesTest, OverThresholdFailsAndCommitsNothing) {
+  Write("landing/orders/a.csv", "id,amount\n1,1.5\n2,2.5\n");
+  auto spec = Spec(std::string(kCsvSource) + "max_rejected_share: 0.2\n");
+  ASSERT_TRUE(RunSource(spec).ok());
+  ASSERT_EQ(Version("orders"), 1);
+  // Second file: 1 bad row of 3 (33% > 20%).
+  Write("landing/orders/b.csv", "id,amount\n3,3.5\n4,oops\n5,5.5\n");
+  auto r = RunSource(spec);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kConflict);
+  EXPECT_THAT(r.status().message(), HasSubstr("1 of 3 rows rejected"));
+  EXPECT_THAT(r.status().message(), HasSubstr("landing/orders/b.csv:3"));
+  EXPECT_EQ(Version("orders"), 1);
+  EXPECT_EQ(Version("orders__rejected"), 0);
+  auto rec = catalog_->Query("SELECT count(*) FROM ingest_files WHERE path LIKE '%b.csv'");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->Int(0, 0), 0);
+  // With a looser threshold the same file loads (the file was not marked as loaded).
+  spec.max_rejected_share = 0.5;
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 2);
+  EXPECT_EQ(r->rows_rejected, 1);
+  EXPECT_EQ(Version("orders"), 2);
+  EXPECT_EQ(Version("orders__rejected"), 1);
+}
+
+TEST_F(FilesTest, NewColumnFailsByDefault) {
+  Write("landing/orders/a.csv", "id,name\n1,a\n");
+  auto spec = Spec(kCsvSource);
+  ASSERT_TRUE(RunSource(spec).ok());
+  Write("landing/orders/b.csv", "id,name,coupon\n2,b,X1\n");
+  auto r = RunSource(spec);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kConflict);
+  EXPECT_THAT(r.status().message(), HasSubstr("new column 'coupon'"));
+  EXPECT_THAT(r.status().message(), HasSubstr("b.csv"));
+  EXPECT_EQ(Version("orders"), 1);
+}
+
+TEST_F(FilesTest, NewColumnEvolves) {
+  Write("landing/orders/a.csv", "id,name\n1,a\n2,b\n");
+  auto spec = Spec(std::string(kCsvSource) + "on_new_column: evolve\n");
+  ASSERT_TRUE(RunSource(spec).ok());
+  // A file without a known column and with a new one.
+  Write("landing/orders/b.csv", "id,coupon\n3,X1\n");
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->schema_evolved);
+  EXPECT_EQ(r->rows_loaded, 1);
+  auto table = lake_->GetTable({"raw", "orders"});
+  ASSERT_TRUE(table.ok());
+  std::vector<std::string> names;
+  for (const auto& c : table->schema) names.push_back(c.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"id", "name", "coupon", "_loaded_at", "_batch_id"}));
+  auto rows = Query("SELECT id, name, coupon FROM " + From("orders") + " ORDER BY id");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_TRUE(rows[0].as_array()[2].is_null());  // old rows read NULL for the new column
+  EXPECT_EQ(Str(rows[0].as_array()[1]), "a");
+  EXPECT_TRUE(rows[2].as_array()[1].is_null());
+  EXPECT_EQ(Str(rows[2].as_array()[2]), "X1");
+  // Old rows keep their load_date partition and batch.
+  auto parts = Query(
+      "SELECT count(DISTINCT _batch_id), count(*) FILTER (WHERE load_date IS NULL) "
+      "FROM " +
+      From("orders"));
+  EXPECT_EQ(parts[0].as_array()[0].to_number<int64_t>(), 2);
+  EXPECT_EQ(parts[0].as_array()[1].to_number<int64_t>(), 0);
+  // Appends continue with the evolved schema.
+  Write("landing/orders/c.csv", "id,name,coupon\n4,d,Y\n");
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->schema_evolved);
+  EXPECT_EQ(Count("orders"), 4);
+}
+
+TEST_F(FilesTest, TypeChangeFailsNamingTheColumn) {
+  Write("landing/orders/a.csv", "id,amount\n1,1.5\n2,2.5\n");
+  auto spec = Spec(std::string(kCsvSource) + "max_rejected_share: 1\n");
+  ASSERT_TRUE(RunSource(spec).ok());
+  Write("landing/orders/b.csv", "id,amount\n3,high\n4,low\n5,1.0\n");
+  auto r = RunSource(spec);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kConflict);
+  EXPECT_THAT(r.status().message(), HasSubstr("column 'amount' changed type"));
+  EXPECT_THAT(r.status().message(), HasSubstr("DOUBLE"));
+  EXPECT_EQ(Version("orders"), 1);
+
+  // A declared type that differs from the table's is refused too.
+  auto declared = Spec(std::string(kCsvSource) + "schema:\n  amount: VARCHAR\n");
+  r = RunSource(declared);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("column 'amount'"));
+}
+
+TEST_F(FilesTest, JsonLinesWithBadLines) {
+  Write("landing/events/e1.jsonl",
+        "{\"id\": 1, \"kind\": \"click\", \"meta\": {\"x\": 1}}\n"  // 1
+        "{\"id\": \"two\", \"kind\": \"view\"}\n"                   // 2: id not a number
+        "not json at all\n"                                         // 3
+        "\n"                                                        // 4: blank, skipped
+        "{\"id\": 4, \"kind\": \"click\"}\n"                        // 5
+        "[1, 2]\n");                                                // 6: not an object
+  auto spec = Spec(
+      "type: files\npath: landing/events\nformat: json\nschema:\n  id: BIGINT\n"
+      "max_rejected_share: 0.9\n",
+      "sources/events.yaml");
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 2) << boost::json::serialize(Query("SELECT * FROM " + From("events")));
+  EXPECT_EQ(r->rows_rejected, 3);
+  auto rej = Query("SELECT line, reason FROM " + From("events__rejected") + " ORDER BY line");
+  ASSERT_EQ(rej.size(), 3u);
+  EXPECT_EQ(rej[0].as_array()[0].to_number<int64_t>(), 2);
+  EXPECT_THAT(Str(rej[0].as_array()[1]), HasSubstr("column \"id\": cannot read 'two'"));
+  EXPECT_EQ(rej[1].as_array()[0].to_number<int64_t>(), 3);
+  EXPECT_THAT(Str(rej[1].as_array()[1]), HasSubstr("not valid JSON"));
+  EXPECT_EQ(rej[2].as_array()[0].to_number<int64_t>(), 6);
+  auto rows = Query("SELECT id, kind, meta.x FROM " + From("events") + " ORDER BY id");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].as_array()[2].to_number<int64_t>(), 1);
+}
+
+TEST_F(FilesTest, ParquetFiles) {
+  std::filesystem::create_directories(project_ / "landing/pq");
+  ASSERT_TRUE(engine_
+                  ->Exec("COPY (SELECT range AS id, 'n' || range AS name FROM range(5)) TO " +
+                         sql::QuoteLiteral((project_ / "landing/pq/p1.parquet").string()) +
+                         " (FORMAT parquet)")
+                  .ok());
+  auto spec = Spec("type: files\npath: landing/pq\nformat: parquet\n", "sources/pq.yaml");
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 5);
+  EXPECT_EQ(Count("pq"), 5);
+}
+
+TEST_F(FilesTest, FullRefreshOverwrites) {
+  Write("landing/orders/a.csv", "id\n1\n2\n");
+  auto spec = Spec(kCsvSource);
+  ASSERT_TRUE(RunSource(spec).ok());
+  Write("landing/orders/b.csv", "id\n3\n");
+  ASSERT_TRUE(RunSource(spec).ok());
+  EXPECT_EQ(Count("orders"), 3);
+  std::filesystem::remove(project_ / "landing/orders/a.csv");
+  auto r = RunSource(spec, /*full_refresh=*/true);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->files_loaded, 1);
+  EXPECT_EQ(Count("orders"), 1);
+  auto snap = lake_->GetSnapshot({"raw", "orders"}, r->snapshot_version);
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(snap->operation, "overwrite");
+}
+
+TEST_F(FilesTest, CrashAfterCommitIsSettledWithoutDuplicates) {
+  // The state a crash between the lake commit and the file bookkeeping leaves: records pending on
+  // a committed write. The next run completes them instead of loading the file again.
+  Write("landing/orders/a.csv", "id\n1\n2\n");
+  auto spec = Spec(kCsvSource);
+  ASSERT_TRUE(RunSource(spec).ok());
+  ASSERT_TRUE(catalog_
+                  ->Exec("UPDATE ingest_files SET pending_write_id = write_id, "
+                         "pending_batch_id = batch_id, pending_loaded_at = loaded_at, "
+                         "write_id = NULL")
+                  .ok());
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->files_loaded, 0);
+  EXPECT_EQ(r->files_skipped, 1);
+  EXPECT_EQ(Count("orders"), 2);
+  // A pending record on a write that never committed is dropped: the file loads.
+  ASSERT_TRUE(
+      catalog_->Exec("UPDATE ingest_files SET pending_write_id = 'never', write_id = NULL").ok());
+  ASSERT_TRUE(catalog_->Exec("DELETE FROM ingest_files WHERE pending_write_id = 'never'").ok());
+  ASSERT_TRUE(catalog_
+                  ->Exec("INSERT INTO ingest_files (source, path, sha256, size, "
+                         "pending_write_id) VALUES ('orders', 'x.csv', 'h', 1, 'never')")
+                  .ok());
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->files_loaded, 1);
+  auto left = catalog_->Query("SELECT count(*) FROM ingest_files WHERE path = 'x.csv'");
+  EXPECT_EQ(left->Int(0, 0), 0);
+}
+
+// ---- SQLite -------------------------------------------------------------------------------------
+
+class SqliteTest : public IngestFixture {
+ protected:
+  void Sql(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((project_ / "shop.db").c_str(), &db), SQLITE_OK);
+    char* err = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    std::string message = err ? err : "";
+    sqlite3_free(err);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK) << message;
+  }
+
+  SourceSpec OrdersSpec(const std::string& extra = "") {
+    return Spec(
+        "type: sqlite\ndatabase: shop.db\ntable: orders\ncursor: updated_at\n"
+        "lookback: 1h\nkey: [id]\n" +
+        extra);
+  }
+};
+
+TEST_F(SqliteTest, IncrementalWithLookbackAndDedup) {
+  Sql("CREATE TABLE orders (id INTEGER, amount REAL, status TEXT, updated_at TIMESTAMP);"
+      "INSERT INTO orders VALUES (1, 10.5, 'new', '2026-11-26 08:00:00'),"
+      " (2, 20, 'new', '2026-11-26 09:00:00'), (3, 30, 'new', '2026-11-26 10:00:00');");
+  auto spec = OrdersSpec();
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 3);
+  EXPECT_EQ(r->cursor_before, "");
+  EXPECT_EQ(r->cursor_after, "2026-11-26 10:00:00");
+  auto table = lake_->GetTable({"raw", "orders"});
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(table->schema[0], (lake::Column{"id", "BIGINT"}));
+  EXPECT_EQ(table->schema[1], (lake::Column{"amount", "DOUBLE"}));
+  EXPECT_EQ(table->schema[3], (lake::Column{"updated_at", "TIMESTAMP"}));
+
+  // Nothing new: nothing loaded, no snapshot (the lookback re-read is de-duplicated).
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 0);
+  EXPECT_EQ(r->snapshot_version, 0);
+  EXPECT_EQ(r->rows_deduplicated, 1);  // id 3 at 10:00 is inside the 1h window (> 09:00)
+
+  // New rows, an update of id 2, and a row committed late with an older cursor inside the window.
+  Sql("INSERT INTO orders VALUES (4, 40, 'new', '2026-11-26 11:00:00');"
+      "UPDATE orders SET status = 'paid', updated_at = '2026-11-26 11:30:00' WHERE id = 2;"
+      "INSERT INTO orders VALUES (5, 50, 'late', '2026-11-26 10:45:00');");
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->cursor_before, "2026-11-26 10:00:00");
+  EXPECT_EQ(r->cursor_after, "2026-11-26 11:30:00");
+  EXPECT_EQ(r->rows_loaded, 3);  // 4, 2 (paid), 5
+  // Another late row with a cursor below the stored one but inside the lookback window.
+  Sql("INSERT INTO orders VALUES (6, 60, 'late', '2026-11-26 10:50:00');");
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 1);
+  EXPECT_EQ(r->cursor_after, "2026-11-26 11:30:00");
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->rows_loaded, 0);
+
+  auto rows = Query("SELECT id, status FROM " + From("orders") + " ORDER BY id, updated_at");
+  ASSERT_EQ(rows.size(), 7u);  // 1, 2 new, 2 paid, 3, 4, 5, 6: each version of a row once
+  auto dup = Query("SELECT count(*) FROM (SELECT id, updated_at FROM " + From("orders") +
+                   " GROUP BY ALL HAVING count(*) > 1)");
+  EXPECT_EQ(dup[0].as_array()[0].to_number<int64_t>(), 0);
+  auto cursor = ingestor_->Cursor("orders");
+  ASSERT_TRUE(cursor.ok());
+  EXPECT_EQ(cursor->value_or(""), "2026-11-26 11:30:00");
+}
+
+TEST_F(SqliteTest, CrashBetweenCommitAndCursorLoadsNothingTwice) {
+  Sql("CREATE TABLE orders (id INTEGER, amount REAL, status TEXT, updated_at TIMESTAMP);"
+      "INSERT INTO orders VALUES (1, 1, 'a', '2026-11-26 08:00:00'), (2, 2, 'b', "
+      "'2026-11-26 09:00:00');");
+  // Without a lookback: the key de-duplication alone must hold.
+  auto spec = Spec(
+      "type: sqlite\ndatabase: shop.db\ntable: orders\ncursor: updated_at\n"
+      "key: [id]\n");
+  ASSERT_TRUE(RunSource(spec).ok());
+  Sql("INSERT INTO orders VALUES (3, 3, 'c', '2026-11-26 12:00:00');");
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->rows_loaded, 1);
+  // The crash: the commit stands but the cursor is still the old one (pending lost as well).
+  ASSERT_TRUE(catalog_
+                  ->Exec("UPDATE ingest_cursors SET cursor_value = '2026-11-26 09:00:00', "
+                         "pending_write_id = NULL")
+                  .ok());
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 0);
+  EXPECT_EQ(r->rows_deduplicated, 1);
+  EXPECT_EQ(r->cursor_after, "2026-11-26 12:00:00");
+  EXPECT_EQ(Count("orders"), 3);
+
+  // The crash with the pending cursor recorded: it is settled from the committed write.
+  Sql("INSERT INTO orders VALUES (4, 4, 'd', '2026-11-26 13:00:00');");
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok());
+  auto snaps = lake_->ListSnapshots({"raw", "orders"});
+  ASSERT_TRUE(snaps.ok());
+  ASSERT_TRUE(catalog_
+                  ->Exec("UPDATE ingest_cursors SET cursor_value = '2026-11-26 12:00:00', "
+                         "pending_value = '2026-11-26 13:00:00', pending_type = 'TIMESTAMP', "
+                         "pending_write_id = ?",
+                         {snaps->back().write_id})
+                  .ok());
+  auto cursor = ingestor_->Cursor("orders");
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->cursor_before, "2026-11-26 13:00:00");
+  EXPECT_EQ(r->rows_loaded, 0);
+  EXPECT_EQ(Count("orders"), 4);
+}
+
+TEST_F(SqliteTest, FullRefreshOverwritesAndRejectsBadRows) {
+  Sql("CREATE TABLE orders (id INTEGER, amount REAL, status TEXT, updated_at TIMESTAMP);"
+      "INSERT INTO orders VALUES (1, 1, 'a', '2026-11-26 08:00:00'), (2, 2, 'b', "
+      "'2026-11-26 09:00:00'), (3, 'lots', 'c', '2026-11-26 09:30:00'), (4, 4, NULL, "
+      "'2026-11-26 09:40:00');");
+  auto spec = OrdersSpec("required: [status]\nmax_rejected_share: 0.6\n");
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 2);
+  EXPECT_EQ(r->rows_rejected, 2);
+  auto rej = Query("SELECT source_key, reason, source_file, line FROM " + From("orders__rejected") +
+                   " ORDER BY source_key");
+  ASSERT_EQ(rej.size(), 2u);
+  EXPECT_EQ(Str(rej[0].as_array()[0]), "id=3");
+  EXPECT_THAT(Str(rej[0].as_array()[1]), HasSubstr("column \"amount\": cannot read 'lots'"));
+  EXPECT_EQ(Str(rej[1].as_array()[0]), "id=4");
+  EXPECT_THAT(Str(rej[1].as_array()[1]), HasSubstr("required column \"status\""));
+  EXPECT_TRUE(rej[0].as_array()[2].is_null());
+  // The rejected rows are not reported again by later incremental runs.
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_rejected, 0);
+
+  Sql("UPDATE orders SET amount = 3 WHERE id = 3; DELETE FROM orders WHERE id = 1;");
+  r = RunSource(spec, /*full_refresh=*/true);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 2);  // 2, 3 (4 still lacks its status)
+  EXPECT_EQ(Count("orders"), 2);
+  auto snap = lake_->GetSnapshot({"raw", "orders"}, r->snapshot_version);
+  EXPECT_EQ(snap->operation, "overwrite");
+  // The cursor passes rejected rows too (they are reported once, not on every run).
+  EXPECT_EQ(r->cursor_after, "2026-11-26 09:40:00");
+}
+
+TEST_F(SqliteTest, QueryWithNumericCursorAndNoCursorSnapshot) {
+  Sql("CREATE TABLE events (seq INTEGER PRIMARY KEY, body TEXT);"
+      "INSERT INTO events (body) VALUES ('a'), ('b'), ('c');");
+  auto spec = Spec(
+      "type: sqlite\ndatabase: shop.db\nquery: SELECT seq, upper(body) AS body FROM "
+      "events;\ncursor: seq\nlookback: 1\nschema:\n  body: VARCHAR\n",
+      "sources/events.yaml");
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 3);
+  EXPECT_EQ(r->cursor_after, "3");
+  Sql("INSERT INTO events (body) VALUES ('d');");
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 1);
+  EXPECT_EQ(r->rows_deduplicated, 1);
+  EXPECT_EQ(r->cursor_after, "4");
+
+  // Without a cursor every run is a full snapshot (overwrite).
+  auto snapshot = Spec("type: sqlite\ndatabase: shop.db\ntable: events\n", "sources/ev_all.yaml");
+  ASSERT_TRUE(RunSource(snapshot).ok());
+  r = RunSource(snapshot);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Count("ev_all"), 4);
+}
+
+TEST_F(SqliteTest, MissingEnvVariableIsNamed) {
+  unsetenv("INGEST_TEST_NO_SUCH_DB");
+  auto spec = Spec("type: sqlite\ndatabase: ${INGEST_TEST_NO_SUCH_DB}\ntable: t\n");
+  auto r = RunSource(spec);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("INGEST_TEST_NO_SUCH_DB"));
+}
+
+}  // namespace
+}  // namespace lakeloop::ingest

@@ -1,0 +1,159 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "ingest/ingest.h"
+#include "ingest/internal/secrets.h"
+
+namespace lakeloop::ingest {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(ParseSourceTest, FilesWithDefaults) {
+  auto s = ParseSource("type: files\npath: landing/orders\nformat: csv\nschedule: '*/5 * * * *'\n",
+                       "sources/orders.yaml");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->name, "orders");  // the file stem
+  EXPECT_EQ(s->type, SourceType::kFiles);
+  EXPECT_EQ(s->format, sql::FileFormat::kCsv);
+  EXPECT_EQ(s->schedule, "*/5 * * * *");
+  EXPECT_EQ(s->csv.delimiter, ",");
+  EXPECT_TRUE(s->csv.header);
+  EXPECT_DOUBLE_EQ(s->max_rejected_share, 0.01);
+  EXPECT_EQ(s->on_new_column, OnNewColumn::kFail);
+}
+
+TEST(ParseSourceTest, AllFields) {
+  auto s = ParseSource(R"(name: shop_orders
+type: postgres
+description: orders from the shop
+dsn: postgresql://app:${PG_PASSWORD}@127.0.0.1:5432/shop
+table: public.orders
+cursor: updated_at
+lookback: 1h
+key: [id]
+schema:
+  amount: DECIMAL(18,2)
+required: [id, amount]
+max_rejected_share: 0.05
+on_new_column: evolve
+)",
+                       "sources/x.yaml");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->name, "shop_orders");
+  EXPECT_EQ(s->dsn, "postgresql://app:${PG_PASSWORD}@127.0.0.1:5432/shop");  // never resolved
+  EXPECT_EQ(s->table, "public.orders");
+  ASSERT_TRUE(s->lookback.has_value());
+  EXPECT_TRUE(s->lookback->is_duration);
+  EXPECT_EQ(s->lookback->micros, int64_t{3600} * 1000000);
+  EXPECT_EQ(s->key, std::vector<std::string>{"id"});
+  ASSERT_EQ(s->schema.size(), 1u);
+  EXPECT_EQ(s->schema[0].type, "DECIMAL(18,2)");
+  EXPECT_EQ(s->required.size(), 2u);
+  EXPECT_DOUBLE_EQ(s->max_rejected_share, 0.05);
+  EXPECT_EQ(s->on_new_column, OnNewColumn::kEvolve);
+}
+
+TEST(ParseSourceTest, ErrorsNameFileAndLine) {
+  auto s = ParseSource("type: files\npath: x/*.csv\nformat: csv\npathh: y\n", "sources/a.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Code::kInvalidArgument);
+  EXPECT_THAT(s.status().message(), HasSubstr("sources/a.yaml:4"));
+  EXPECT_THAT(s.status().message(), HasSubstr("unknown key 'pathh'"));
+
+  s = ParseSource("type: files\npath: x\nformat: xml\n", "a.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("a.yaml:3"));
+
+  s = ParseSource("type: sqlite\ndatabase: a.db\n", "a.yaml");  // neither table nor query
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("'table' or 'query'"));
+
+  s = ParseSource("type: files\npath: x.csv\ncsv:\n  delimiter: ';'\n  quote: x\n", "a.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("a.yaml:5"));
+
+  s = ParseSource("type: sqlite\ndatabase: a.db\ntable: t\nlookback: 1h\n", "a.yaml");
+  ASSERT_FALSE(s.ok());  // lookback without cursor
+  EXPECT_THAT(s.status().message(), HasSubstr("a.yaml:4"));
+
+  s = ParseSource("type: sqlite\ndatabase: a.db\ntable: t\ncursor: c\nlookback: 1 week\n",
+                  "a.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("a.yaml:5"));
+
+  s = ParseSource("type: files\npath: x.csv\ndsn: postgresql://h/db\n", "a.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("not valid for type files"));
+
+  s = ParseSource("type: files\n  path: [\n", "broken.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("broken.yaml:"));
+
+  s = ParseSource("name: Bad-Name\ntype: files\npath: x.csv\n", "a.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("a.yaml:1"));
+
+  s = ParseSource("type: files\npath: x.csv\nschema:\n  _loaded_at: TIMESTAMP\n", "a.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("reserved"));
+
+  s = ParseSource("type: files\npath: x.csv\nmax_rejected_share: 2\n", "a.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("a.yaml:3"));
+}
+
+TEST(ParseSourceTest, LiteralPasswordsAreRefused) {
+  for (const char* dsn : {"postgresql://app:hunter2@127.0.0.1/shop",
+                          "host=127.0.0.1 user=app password=hunter2 dbname=shop",
+                          "postgresql://app@127.0.0.1/shop?password=hunter2"}) {
+    auto s = ParseSource(std::string("type: postgres\ndsn: '") + dsn + "'\ntable: t\n", "p.yaml");
+    ASSERT_FALSE(s.ok()) << dsn;
+    EXPECT_THAT(s.status().message(), HasSubstr("${ENV_VAR}"));
+    EXPECT_THAT(s.status().message(), Not(HasSubstr("hunter2")));
+  }
+  for (const char* dsn : {"postgresql://app:${PG_PW}@127.0.0.1/shop",
+                          "host=127.0.0.1 user=app password=${PG_PW} dbname=shop",
+                          "postgresql://app@127.0.0.1/shop"}) {
+    auto s = ParseSource(std::string("type: postgres\ndsn: '") + dsn + "'\ntable: t\n", "p.yaml");
+    EXPECT_TRUE(s.ok()) << dsn << ": " << s.status().ToString();
+  }
+}
+
+TEST(SecretsTest, ResolveAndMask) {
+  setenv("INGEST_TEST_SECRET", "s3cr3t-value", 1);
+  auto r = internal::ResolveEnv("postgresql://a:${INGEST_TEST_SECRET}@h/db", "dsn");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->text, "postgresql://a:s3cr3t-value@h/db");
+  EXPECT_EQ(internal::Mask("failed for postgresql://a:s3cr3t-value@h/db", r->secrets),
+            "failed for postgresql://a:***@h/db");
+  unsetenv("INGEST_TEST_MISSING");
+  auto missing = internal::ResolveEnv("x ${INGEST_TEST_MISSING} y", "dsn");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("INGEST_TEST_MISSING is not set"));
+}
+
+TEST(LoadSourcesTest, ReadsFolderAndRefusesDuplicates) {
+  auto dir = std::filesystem::temp_directory_path() / ("ingest-src-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "a.yaml") << "type: files\npath: a.csv\n";
+  std::ofstream(dir / "b.yml") << "type: files\npath: b.json\n";
+  auto s = LoadSources(dir);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->size(), 2u);
+  EXPECT_EQ((*s)[1].format, sql::FileFormat::kJson);
+  std::ofstream(dir / "c.yaml") << "name: a\ntype: files\npath: c.csv\n";
+  s = LoadSources(dir);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("also defined in"));
+  EXPECT_TRUE(LoadSources(dir / "missing").ok());
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace lakeloop::ingest
