@@ -315,6 +315,7 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
         txn->Exec("UPDATE lake_tables SET current_version = ?, schema_json = ?, "
                   "partition_by = ?, updated_at = ? WHERE id = ?",
                   {version, SchemaToJson(req.schema), Join(req.partition_by, ','), now, table_id}));
+    if (req.in_transaction) RETURN_IF_ERROR(req.in_transaction(*txn, snap));
     CrashPoint("lake.commit.before_catalog");
     RETURN_IF_ERROR(txn->Commit());
   }

@@ -147,6 +147,10 @@ struct CommitRequest {
   // Compare-and-swap: the table version this write was based on; nullopt = whatever is current
   // when the commit runs (appends from a single writer).
   std::optional<int64_t> expected_version;
+  // Runs inside the commit's catalog transaction, after the snapshot rows are written: state that
+  // must change exactly when the snapshot becomes visible (e.g. a consumer's offset) goes here. An
+  // error aborts the commit.
+  std::function<Status(catalog::Transaction& txn, const Snapshot& snapshot)> in_transaction;
 };
 
 struct LakeOptions {

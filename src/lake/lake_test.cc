@@ -164,6 +164,30 @@ TEST_F(LakeTest, CompareAndSwapLosesCleanly) {
   EXPECT_TRUE(Write(orders_, WriteMode::kAppend, 1, kSchema, /*expected=*/1).ok());
 }
 
+TEST_F(LakeTest, InTransactionHookCommitsWithTheSnapshotOrAbortsIt) {
+  ASSERT_TRUE(catalog_->Exec("CREATE TABLE offsets (name TEXT PRIMARY KEY, v BIGINT)").ok());
+  auto write = [&](int64_t v, bool fail) -> Result<Snapshot> {
+    ASSIGN_OR_RETURN(Staging s, lake_->BeginWrite(orders_));
+    RETURN_IF_ERROR(store_->Put(s.prefix + "f.parquet", "x"));
+    CommitRequest req{.staging = s, .files = {{"f.parquet", 1}}, .schema = kSchema};
+    req.in_transaction = [&](catalog::Transaction& txn, const Snapshot& snap) -> Status {
+      EXPECT_EQ(snap.version, v);
+      RETURN_IF_ERROR(
+          txn.Exec("INSERT INTO offsets VALUES ('a', ?) ON CONFLICT (name) DO UPDATE "
+                   "SET v = excluded.v",
+                   {v}));
+      return fail ? Internal("injected") : Status::Ok();
+    };
+    auto r = lake_->Commit(req);
+    if (!r.ok()) (void)lake_->AbortWrite(s);
+    return r;
+  };
+  ASSERT_TRUE(write(1, false).ok());
+  EXPECT_EQ(write(2, true).status().code(), Code::kInternal);
+  EXPECT_EQ(lake_->GetTable(orders_)->current_version, 1);
+  EXPECT_EQ(catalog_->Query("SELECT v FROM offsets")->Int(0, 0), 1);  // rolled back together
+}
+
 TEST_F(LakeTest, AppendWithAnotherSchemaIsRefused) {
   ASSERT_TRUE(Write(orders_, WriteMode::kAppend, 1).ok());
   auto bad = Write(orders_, WriteMode::kAppend, 1, {{"id", "VARCHAR"}, {"name", "VARCHAR"}});
