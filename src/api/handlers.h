@@ -3,10 +3,12 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "api/api.h"
 #include "batch/batch.h"
+#include "realtime/realtime.h"
 #include "catalog/catalog.h"
 #include "core/config.h"
 #include "core/time.h"
@@ -24,6 +26,9 @@ struct Services {
   sql::Engine* engine = nullptr;  // sandboxed: user SQL
   sql::Engine* loader = nullptr;  // internal: converts uploads to Parquet
   batch::Batch* batch = nullptr;  // sources, models, runs
+  realtime::Realtime* realtime = nullptr;  // streams, stream features
+  // Validates and applies the project's definition files (all kinds), or only reports (dry run).
+  std::function<Result<batch::ApplyReport>(bool dry_run)> apply;
   std::filesystem::path scratch_dir;
   Micros started_at = 0;
   std::string version;
@@ -34,6 +39,7 @@ Status AddSqlRoutes(Router& router, Services* services);
 Status AddTableRoutes(Router& router, Services* services);
 Status AddTokenRoutes(Router& router, Services* services);
 Status AddBatchRoutes(Router& router, Services* services);
+Status AddStreamRoutes(Router& router, Services* services);
 
 // Every route of the server, OpenAPI document included.
 Status AddAllRoutes(Router& router, Services* services);

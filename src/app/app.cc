@@ -41,6 +41,7 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   std::vector<catalog::Migration> migrations = lake::Lake::Migrations();
   for (auto& m : catalog::TokenStore::Migrations()) migrations.push_back(m);
   for (auto& m : batch::Batch::Migrations()) migrations.push_back(m);
+  for (auto& m : realtime::Realtime::Migrations()) migrations.push_back(m);
   RETURN_IF_ERROR(catalog::Migrate(*app->catalog_, migrations));
   app->tokens_ = std::make_unique<catalog::TokenStore>(app->catalog_.get());
   // Lake.
@@ -80,6 +81,15 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     ASSIGN_OR_RETURN(app->batch_, batch::Batch::Open(app->catalog_.get(), app->lake_.get(), bo));
     // The scheduler marks runs a crash interrupted as failed when it starts.
     RETURN_IF_ERROR(app->batch_->Start());
+    realtime::RealtimeOptions ro;
+    ro.project = paths.project;
+    ro.log_dir = paths.data / "streams";
+    ro.scratch = paths.scratch() / "realtime";
+    ro.sql_threads = 1;
+    ro.memory_limit = config.sql.memory_limit;
+    ro.background = mode == Mode::kServer;
+    ASSIGN_OR_RETURN(app->realtime_,
+                     realtime::Realtime::Open(app->catalog_.get(), app->lake_.get(), ro));
   }
 
   api::Services& s = app->services_;
@@ -90,6 +100,9 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   s.engine = app->engine_.get();
   s.loader = app->loader_.get();
   s.batch = app->batch_.get();
+  s.realtime = app->realtime_.get();
+  App* self = app.get();
+  s.apply = [self](bool dry_run) { return self->Apply(dry_run); };
   s.scratch_dir = paths.scratch();
   s.started_at = NowMicros();
   s.version = std::string(kVersion);
@@ -97,7 +110,65 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
 }
 
 App::~App() {
+  if (realtime_) realtime_->Stop();
   if (batch_) batch_->Stop();
+}
+
+Result<batch::ApplyReport> App::Apply(bool dry_run) {
+  if (!batch_ || !realtime_) return Internal("apply needs the data directory's lock");
+  std::vector<std::string> errors;
+  std::vector<catalog::Definitions::Definition> wanted;
+  auto b = batch_->ReadProject();
+  if (b.ok()) {
+    wanted = b->definitions;
+  } else {
+    errors.push_back(b.status().message());
+  }
+  auto r = realtime_->ReadProject();
+  if (r.ok()) {
+    wanted.insert(wanted.end(), r->definitions.begin(), r->definitions.end());
+  } else {
+    errors.push_back(r.status().message());
+  }
+  if (!errors.empty()) {
+    std::string msg = "the project has errors; nothing was applied:";
+    for (auto& e : errors) {
+      // Each part already says "nothing was applied"; keep one heading and all the lines.
+      auto nl = e.find('\n');
+      msg += nl == std::string::npos ? "\n  " + e : e.substr(nl);
+    }
+    return InvalidArgument(msg);
+  }
+  catalog::Definitions defs(catalog_.get());
+  ASSIGN_OR_RETURN(auto changes,
+                   defs.Diff(wanted, {"source", "model", "stream", "feature_view"}));
+  batch::ApplyReport report;
+  report.dry_run = dry_run;
+  for (const auto& c : changes) {
+    batch::PlannedChange p;
+    p.kind = c.definition.kind;
+    p.name = c.definition.name;
+    using K = catalog::Definitions::ChangeKind;
+    p.action = c.kind == K::kCreate ? "create" : c.kind == K::kUpdate ? "update" : "delete";
+    if (c.kind == K::kDelete) {
+      if (p.kind == "source") {
+        p.note = "raw." + p.name + " and its snapshots are kept; it is no longer loaded";
+      } else if (p.kind == "model") {
+        p.note = "processed." + p.name + " and its snapshots are kept; it is no longer built";
+      } else if (p.kind == "stream") {
+        p.note = "raw." + p.name + " is kept; events are no longer accepted; the log keeps what "
+                 "it holds until retention";
+      } else {
+        p.note = "features." + p.name + " is kept; online values are no longer updated";
+      }
+    }
+    report.changes.push_back(std::move(p));
+  }
+  if (dry_run || changes.empty()) return report;
+  RETURN_IF_ERROR(defs.Apply(changes));
+  RETURN_IF_ERROR(batch_->Reload());
+  RETURN_IF_ERROR(realtime_->Reload());
+  return report;
 }
 
 namespace {
@@ -189,6 +260,7 @@ Status App::Serve(const std::optional<std::string>& listen) {
   sigwait(&set, &sig);
   spdlog::info("received {}, draining requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   server.Stop(std::chrono::milliseconds(config_.server.shutdown_grace_ms));
+  realtime_->Stop();
   batch_->Stop();
   {
     std::lock_guard<std::mutex> lock(gc_mu);

@@ -12,6 +12,7 @@
 #include "api/handlers.h"
 #include "batch/batch.h"
 #include "catalog/catalog.h"
+#include "realtime/realtime.h"
 #include "core/config.h"
 #include "core/fs.h"
 #include "core/thread_pool.h"
@@ -60,6 +61,11 @@ class App {
   catalog::TokenStore& tokens() { return *tokens_; }
   // Sources, models and their runs; null in read-only mode.
   batch::Batch* batch() { return batch_.get(); }
+  // Streams and stream features; null in read-only mode.
+  realtime::Realtime* realtime() { return realtime_.get(); }
+  // Validates every definition file of the project (sources, models, streams, feature views) and,
+  // unless `dry_run`, stores them in one catalog transaction and reloads the runtimes.
+  Result<batch::ApplyReport> Apply(bool dry_run);
 
  private:
   App() = default;
@@ -76,6 +82,7 @@ class App {
   std::unique_ptr<sql::Engine> loader_;
   std::unique_ptr<sql::LakeViews> views_;
   std::unique_ptr<batch::Batch> batch_;
+  std::unique_ptr<realtime::Realtime> realtime_;
   api::Services services_;
 };
 

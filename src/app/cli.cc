@@ -402,7 +402,7 @@ int CmdApply(const Globals& g, bool dry_run) {
   return Dispatch(
       g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/apply", body); },
       [&](App& app) -> Result<std::string> {
-        ASSIGN_OR_RETURN(batch::ApplyReport rep, app.batch()->Apply(dry_run));
+        ASSIGN_OR_RETURN(batch::ApplyReport rep, app.Apply(dry_run));
         return api::ApplyReportToJson(rep);
       },
       [&](const json::object& o) {

@@ -250,34 +250,7 @@ std::shared_ptr<const Batch::Applied> Batch::applied() {
   return applied_;
 }
 
-Result<ApplyReport> Batch::Apply(bool dry_run) {
-  ASSIGN_OR_RETURN(ProjectFiles files, ReadProject());
-  Definitions defs(catalog_);
-  ASSIGN_OR_RETURN(auto changes, defs.Diff(files.definitions, {"source", "model"}));
-  ApplyReport report;
-  report.dry_run = dry_run;
-  for (const auto& c : changes) {
-    PlannedChange p;
-    p.kind = c.definition.kind;
-    p.name = c.definition.name;
-    switch (c.kind) {
-      case Definitions::ChangeKind::kCreate:
-        p.action = "create";
-        break;
-      case Definitions::ChangeKind::kUpdate:
-        p.action = "update";
-        break;
-      case Definitions::ChangeKind::kDelete:
-        p.action = "delete";
-        p.note = p.kind == "source"
-                     ? "raw." + p.name + " and its snapshots are kept; it is no longer loaded"
-                     : "processed." + p.name + " and its snapshots are kept; it is no longer built";
-        break;
-    }
-    report.changes.push_back(std::move(p));
-  }
-  if (dry_run || changes.empty()) return report;
-  RETURN_IF_ERROR(defs.Apply(changes));
+Status Batch::Reload() {
   ASSIGN_OR_RETURN(auto applied, LoadApplied());
   bool restart;
   {
@@ -290,7 +263,7 @@ Result<ApplyReport> Batch::Apply(bool dry_run) {
     Stop();
     RETURN_IF_ERROR(Start());
   }
-  return report;
+  return Status::Ok();
 }
 
 Status Batch::RegisterJobs(flow::Scheduler& scheduler, const Applied& applied) {

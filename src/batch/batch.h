@@ -62,8 +62,9 @@ class Batch {
 
   // Reads the project folder and validates every definition (sources, models and their graph).
   Result<ProjectFiles> ReadProject();
-  // Validates, then (unless dry_run) stores the definitions and reloads the jobs.
-  Result<ApplyReport> Apply(bool dry_run);
+  // Loads the applied definitions again (after `lakeloop apply` stored new ones) and, when the
+  // scheduler runs, restarts it with the new jobs.
+  Status Reload();
 
   // Loads the applied definitions, registers their jobs and starts the scheduler.
   Status Start();

@@ -215,6 +215,9 @@ Status Lake::AbortWrite(const Staging& staging) {
 Result<Snapshot> Lake::Commit(const CommitRequest& req) {
   const TableRef& t = req.staging.table;
   if (req.schema.empty()) return InvalidArgument("a commit needs the files' schema");
+  if (!req.replaces.empty() && req.mode != WriteMode::kAppend) {
+    return InvalidArgument("replacing files is an append that removes them, not an overwrite");
+  }
   for (const auto& p : req.partition_by) RETURN_IF_ERROR(ValidateIdentifier("partition column", p));
   // 1) Make the staged files durable and learn their sizes.
   ASSIGN_OR_RETURN(auto listed, store_->List(req.staging.prefix));
@@ -238,8 +241,10 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
     if (slash != std::string::npos) dir = f.key.substr(0, slash + 1);
     if (!dir.empty() && dir[0] == '_') return InvalidArgument("staged folder may not start with _");
     std::string name = "part-" + NewUuid() + ".parquet";
-    planned.push_back({staged, TablePrefix(t) + dir + name, TablePrefix(t) + "_history/" + name,
-                       f.rows, it->size});
+    // The history name keeps the partition folders too, so time-travel views of a partitioned
+    // table still derive the partition columns (and DuckDB sees one hive layout).
+    planned.push_back({staged, TablePrefix(t) + dir + name,
+                       TablePrefix(t) + "_history/" + dir + name, f.rows, it->size});
     added_rows += f.rows;
   }
 
@@ -282,6 +287,16 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
           "UPDATE lake_files SET removed_in = ? WHERE table_id = ? AND removed_in IS NULL",
           {version, table_id}));
     }
+    for (const auto& key : req.replaces) {
+      RETURN_IF_ERROR(
+          txn->Exec("UPDATE lake_files SET removed_in = ? WHERE table_id = ? AND live_key = ? AND "
+                    "removed_in IS NULL",
+                    {version, table_id, key}));
+      if (txn->Changes() != 1) {
+        return Conflict("cannot replace " + key + ": it is not a file of " + t.ToString() + " v" +
+                        std::to_string(current) + " (a concurrent commit removed it?)");
+      }
+    }
     for (const auto& p : planned) {
       RETURN_IF_ERROR(
           txn->Exec("INSERT INTO lake_files (table_id, live_key, history_key, "
@@ -294,7 +309,7 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
                                 {table_id}));
     snap.version = version;
     snap.committed_at = now;
-    snap.operation = std::string(WriteModeName(req.mode));
+    snap.operation = req.replaces.empty() ? std::string(WriteModeName(req.mode)) : "replace";
     snap.added_rows = added_rows;
     snap.file_count = totals.Int(0, 0);
     snap.total_rows = totals.Int(0, 1);

@@ -4,7 +4,8 @@
 // Layout under the object store root:
 //   <zone>/<table>/[<partition>=<value>/]part-<uuid>.parquet   live files of the current snapshot
 //   <zone>/<table>/_staging/<write-id>/...                     files being written (invisible)
-//   <zone>/<table>/_history/part-<uuid>.parquet                files only older snapshots use
+//   <zone>/<table>/_history/[<partition>=<value>/]part-<uuid>.parquet  files only older
+//                                                              snapshots use
 //   <zone>/<table>/_manifests/v<version>.json, current.json    what each snapshot holds, for
 //                                                              readers without the catalog
 // Underscore folders are skipped by Spark, Trino, DuckDB hive globs and pyarrow, so a reader of the
@@ -104,7 +105,7 @@ struct DataFile {
 struct Snapshot {
   int64_t version = 0;
   Micros committed_at = 0;
-  std::string operation;  // append | overwrite
+  std::string operation;  // append | overwrite | replace
   int64_t added_rows = 0;
   int64_t total_rows = 0;
   int64_t total_bytes = 0;
@@ -147,6 +148,12 @@ struct CommitRequest {
   // Compare-and-swap: the table version this write was based on; nullopt = whatever is current
   // when the commit runs (appends from a single writer).
   std::optional<int64_t> expected_version;
+  // Files of the current snapshot (their keys as SnapshotFiles returns them) that this commit
+  // removes while adding `files`, atomically: compaction rewrites small files into one. Only with
+  // kAppend (the schema must match); each key must be live at the commit, else kConflict and
+  // nothing changes. Removed files follow the overwrite path: linked into _history for time
+  // travel, their live names unlinked once no query can read them. Snapshot operation "replace".
+  std::vector<std::string> replaces;
   // Runs inside the commit's catalog transaction, after the snapshot rows are written: state that
   // must change exactly when the snapshot becomes visible (e.g. a consumer's offset) goes here. An
   // error aborts the commit.

@@ -226,6 +226,81 @@ TEST_F(LakeTest, RecoverRemovesOrphans) {
   EXPECT_EQ(Keys(*lake_->SnapshotFiles(orders_)), FolderView(orders_));
 }
 
+// Replace (compaction): the listed files leave and the new ones arrive in one version; older
+// versions still read the replaced files (from _history); a stale list is a conflict.
+Result<Snapshot> ReplaceFiles(LakeTest& t, Lake& lake, ObjectStore& store, const TableRef& ref,
+                              const std::vector<std::string>& replaces, int64_t rows,
+                              std::optional<int64_t> expected = std::nullopt) {
+  (void)t;
+  ASSIGN_OR_RETURN(Staging s, lake.BeginWrite(ref));
+  CommitRequest req;
+  req.staging = s;
+  req.schema = kSchema;
+  req.replaces = replaces;
+  req.expected_version = expected;
+  RETURN_IF_ERROR(store.Put(s.prefix + "dt=2026-11-26/merged.parquet", "merged"));
+  req.files.push_back({"dt=2026-11-26/merged.parquet", rows});
+  return lake.Commit(req);
+}
+
+TEST_F(LakeTest, ReplaceSwapsFilesAtomically) {
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Write(orders_, WriteMode::kAppend, 1).ok());
+  auto before = lake_->SnapshotFiles(orders_);
+  ASSERT_TRUE(before.ok());
+  ASSERT_EQ(before->size(), 3u);
+  std::vector<std::string> keys;
+  for (const auto& f : *before) keys.push_back(f.key);
+  auto snap = ReplaceFiles(*this, *lake_, *store_, orders_, keys, 30, 3);
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  EXPECT_EQ(snap->version, 4);
+  EXPECT_EQ(snap->operation, "replace");
+  EXPECT_EQ(snap->file_count, 1);
+  EXPECT_EQ(snap->total_rows, 30);
+  auto now = lake_->SnapshotFiles(orders_);
+  ASSERT_EQ(now->size(), 1u);
+  EXPECT_NE(now->front().key.find("raw/orders/dt=2026-11-26/part-"), std::string::npos);
+  // Time travel: v3 still reads its three files (now under _history).
+  auto old = lake_->SnapshotFiles(orders_, 3);
+  ASSERT_TRUE(old.ok());
+  ASSERT_EQ(old->size(), 3u);
+  for (const auto& f : *old) {
+    EXPECT_NE(f.key.find("/_history/"), std::string::npos) << f.key;
+    EXPECT_TRUE(*store_->Exists(f.key)) << f.key;
+  }
+  // Replacing files that are no longer live (or never were) is a conflict; nothing changes.
+  auto stale = ReplaceFiles(*this, *lake_, *store_, orders_, {keys[0]}, 10);
+  EXPECT_EQ(stale.status().code(), Code::kConflict);
+  auto bogus = ReplaceFiles(*this, *lake_, *store_, orders_, {"raw/orders/nope.parquet"}, 10);
+  EXPECT_EQ(bogus.status().code(), Code::kConflict);
+  EXPECT_EQ(lake_->GetTable(orders_)->current_version, 4);
+  // The version compare-and-swap applies too.
+  auto cas = ReplaceFiles(*this, *lake_, *store_, orders_, {now->front().key}, 30, 3);
+  EXPECT_EQ(cas.status().code(), Code::kConflict);
+  // Not with overwrite.
+  auto s = lake_->BeginWrite(orders_);
+  CommitRequest req;
+  req.staging = *s;
+  req.mode = WriteMode::kOverwrite;
+  req.schema = kSchema;
+  req.replaces = {now->front().key};
+  EXPECT_EQ(lake_->Commit(req).status().code(), Code::kInvalidArgument);
+  // After the garbage collector, the replaced live names are gone; _history stays for v3.
+  ASSERT_TRUE(lake_->CollectGarbage(NowMicros(), NowMicros() + 1).ok());
+  for (const auto& k : keys) EXPECT_FALSE(*store_->Exists(k)) << k;
+  EXPECT_EQ(Keys(*now), FolderView(orders_));
+  auto v3 = lake_->SnapshotFiles(orders_, 3);
+  ASSERT_TRUE(v3.ok());
+  for (const auto& f : *v3) EXPECT_TRUE(*store_->Exists(f.key));
+  // A replaced file in a partition folder keeps that folder under _history (hive readers of the
+  // old snapshot still see the partition column).
+  ASSERT_TRUE(ReplaceFiles(*this, *lake_, *store_, orders_, {now->front().key}, 30).ok());
+  auto v4 = lake_->SnapshotFiles(orders_, 4);
+  ASSERT_TRUE(v4.ok());
+  ASSERT_EQ(v4->size(), 1u);
+  EXPECT_NE(v4->front().key.find("raw/orders/_history/dt=2026-11-26/part-"), std::string::npos);
+  EXPECT_TRUE(*store_->Exists(v4->front().key));
+}
+
 // kill -9 at each step of a commit (append and overwrite), then restart: the table is either at
 // the old version with the old files or at the new one with all of its files; the folder shows
 // exactly the current snapshot; no staging is left.
@@ -273,6 +348,45 @@ TEST_P(LakeCrashTest, CommitIsAllOrNothing) {
     }
     // The next commit works.
     EXPECT_TRUE(Write(t, WriteMode::kAppend, 1).ok());
+  }
+}
+
+// The same kill -9 at each step for a replace of two files by one.
+TEST_P(LakeCrashTest, ReplaceIsAllOrNothing) {
+  TableRef t{"raw", "t_replace"};
+  ASSERT_TRUE(Write(t, WriteMode::kAppend, 1).ok());
+  ASSERT_TRUE(Write(t, WriteMode::kAppend, 1).ok());
+  std::vector<std::string> keys;
+  auto current = lake_->SnapshotFiles(t);
+  ASSERT_TRUE(current.ok());
+  for (const auto& f : *current) keys.push_back(f.key);
+  lake_.reset();
+  catalog_.reset();
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv("LAKELOOP_CRASH_AT", GetParam(), 1);
+    ReloadCrashPoints();
+    Open();
+    auto r = ReplaceFiles(*this, *lake_, *store_, t, keys, 20);
+    _exit(r.ok() ? 0 : 3);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "crash point not reached";
+  Open();
+  ASSERT_TRUE(lake_->Recover().ok());
+  int64_t v = lake_->GetTable(t)->current_version;
+  ASSERT_TRUE(v == 2 || v == 3) << v;
+  auto files = lake_->SnapshotFiles(t);
+  ASSERT_TRUE(files.ok());
+  EXPECT_EQ(files->size(), v == 2 ? 2u : 1u);
+  for (const auto& f : *files) EXPECT_TRUE(*store_->Exists(f.key)) << f.key;
+  EXPECT_EQ(Keys(*files), FolderView(t));
+  EXPECT_TRUE(store_->List(t.zone + "/" + t.name + "/_staging")->empty());
+  if (v == 3) {
+    auto old = lake_->SnapshotFiles(t, 2);
+    ASSERT_TRUE(old.ok());
+    for (const auto& f : *old) EXPECT_TRUE(*store_->Exists(f.key)) << f.key;
   }
 }
 

@@ -2,6 +2,7 @@
 //   BM_RawFsync            the anchor: write 100 bytes + fdatasync on this disk
 //   BM_Append/batch/threads  durable (sync) appends through group commit
 //   BM_TileUpdate/BM_TileRead  window tiles over 100k keys, 1h and 24h windows
+//   BM_ValidateEvents/batch/ndjson  ingest validation of the example `clicks` events, per event
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -9,6 +10,8 @@
 #include <filesystem>
 #include <random>
 
+#include "core/time.h"
+#include "stream/definition.h"
 #include "stream/stream.h"
 #include "stream/window.h"
 
@@ -129,6 +132,35 @@ void BM_TileRead(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_TileRead)->Arg(1)->Arg(24)->MinTime(2.0);
+
+void BM_ValidateEvents(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0));
+  const bool ndjson = state.range(1) != 0;
+  auto def = ParseStreamDefinition(
+      "name: clicks\nfields:\n  customer_id: {type: integer}\n  ts: {type: timestamp}\n"
+      "  event_type: {type: string}\n  value: {type: number, required: false}\n"
+      "  event_id: {type: string, required: false}\nkey: customer_id\ntime: ts\n"
+      "event_id: event_id\n",
+      "clicks.yaml");
+  const int64_t now = *ParseRfc3339("2026-11-26T12:00:00Z");
+  std::string body = ndjson ? "" : "[";
+  for (int i = 0; i < batch; ++i) {
+    if (!ndjson && i) body += ",";
+    body += "{\"customer_id\": " + std::to_string(100000 + i) +
+            ", \"ts\": \"2026-11-26T11:59:0" + std::to_string(i % 10) +
+            ".123Z\", \"event_type\": \"page_view\", \"value\": " + std::to_string(i * 0.5) +
+            ", \"event_id\": \"evt-" + std::to_string(i) + "\"}";
+    if (ndjson) body += "\n";
+  }
+  if (!ndjson) body += "]";
+  for (auto _ : state) {
+    auto r = ValidateEvents(*def, body, now);
+    if (!r.ok() || r->accepted.size() != static_cast<size_t>(batch)) state.SkipWithError("bad");
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_ValidateEvents)->Args({1, 1})->Args({100, 1})->Args({100, 0})->Args({1000, 0});
 
 }  // namespace
 }  // namespace lakeloop::stream

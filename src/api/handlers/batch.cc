@@ -69,7 +69,7 @@ Result<Response> Apply(Services* s, const Request& req) {
       dry_run = d->as_bool();
     }
   }
-  ASSIGN_OR_RETURN(batch::ApplyReport report, s->batch->Apply(dry_run));
+  ASSIGN_OR_RETURN(batch::ApplyReport report, s->apply(dry_run));
   return Response::Json(ApplyReportToJson(report));
 }
 

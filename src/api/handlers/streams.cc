@@ -1,0 +1,158 @@
+// Streams: event ingest (durable on acknowledgement), per-stream figures, online feature reads.
+#include "api/handlers.h"
+#include "core/json.h"
+
+namespace lakeloop::api {
+namespace {
+
+Response IngestResponse(const realtime::IngestReport& r) {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject()
+      .Key("accepted").Int(r.accepted)
+      .Key("duplicates").Int(r.duplicates)
+      .Key("rejected").BeginArray();
+  for (const auto& e : r.rejected) {
+    w.BeginObject().Key("index").Uint(e.index).Key("error").String(e.error).EndObject();
+  }
+  w.EndArray().EndObject();
+  return Response::Json(std::move(out));
+}
+
+Response ErrorWithRetry(const Status& s) {
+  Response r = Response::Error(s);
+  if (s.code() == Code::kResourceExhausted) r.headers.push_back({"Retry-After", "1"});
+  return r;
+}
+
+template <typename F>
+SyncHandler Wrap(Services* s, F f) {
+  return [s, f](const Request& req) {
+    auto r = f(s, req);
+    return r.ok() ? std::move(r).value() : Response::Error(r.status());
+  };
+}
+
+Result<Response> ListStreams(Services* s, const Request&) {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject().Key("streams").BeginArray();
+  for (const auto& name : s->realtime->StreamNames()) {
+    ASSIGN_OR_RETURN(std::string one, s->realtime->StreamJson(name));
+    w.Raw(one);
+  }
+  w.EndArray().EndObject();
+  return Response::Json(std::move(out));
+}
+
+Result<Response> GetStream(Services* s, const Request& req) {
+  ASSIGN_OR_RETURN(std::string out, s->realtime->StreamJson(std::string(req.PathParam("stream"))));
+  return Response::Json(std::move(out));
+}
+
+Result<Response> Archive(Services* s, const Request& req) {
+  std::string name(req.PathParam("stream"));
+  RETURN_IF_ERROR(s->realtime->ArchiveNow(name));
+  ASSIGN_OR_RETURN(std::string out, s->realtime->StreamJson(name));
+  return Response::Json(std::move(out));
+}
+
+Result<Response> Online(Services* s, const Request& req) {
+  Micros at = NowMicros();
+  if (auto a = req.QueryParam("at")) {
+    ASSIGN_OR_RETURN(at, ParseRfc3339(*a));
+  }
+  ASSIGN_OR_RETURN(features::FeatureVector v,
+                   s->realtime->Online(std::string(req.PathParam("view")),
+                                       std::string(req.PathParam("key")), at));
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject()
+      .Key("view").String(v.view)
+      .Key("key").String(v.key)
+      .Key("as_of").String(FormatRfc3339(v.as_of_us))
+      .Key("features").BeginObject();
+  for (const auto& f : v.values) {
+    w.Key(f.name);
+    if (f.value) {
+      w.Double(*f.value);
+    } else {
+      w.Null();
+    }
+  }
+  w.EndObject().Key("exact").BeginObject();
+  for (const auto& f : v.values) w.Key(f.name).Bool(f.exact);
+  w.EndObject().EndObject();
+  return Response::Json(std::move(out));
+}
+
+constexpr std::string_view kStreamSchema =
+    R"({"type":"object","properties":{"stream":{"type":"string"},"partitions":{"type":"integer"},)"
+    R"("events":{"type":"object"},"consumers":{"type":"array","items":{"type":"object"}},)"
+    R"("archive":{"type":"object"},"views":{"type":"array","items":{"type":"object"}}}})";
+
+}  // namespace
+
+Status AddStreamRoutes(Router& router, Services* s) {
+  RouteSpec ingest;
+  ingest.method = "POST";
+  ingest.pattern = "/api/v1/streams/{stream}/events";
+  ingest.min_role = Role::kWriter;
+  ingest.execution = Execution::kWorker;
+  ingest.summary =
+      "Append events (a JSON array or NDJSON); acknowledged once durable. Invalid events are "
+      "reported by index and do not affect the others; 429 with Retry-After when the log is full";
+  ingest.tag = "streams";
+  ingest.request_schema = R"({"type":"array","items":{"type":"object"}})";
+  ingest.response_schema =
+      R"({"type":"object","required":["accepted","duplicates","rejected"],"properties":{)"
+      R"("accepted":{"type":"integer"},"duplicates":{"type":"integer"},"rejected":{"type":"array",)"
+      R"("items":{"type":"object","properties":{"index":{"type":"integer"},"error":{"type":"string"}}}}}})";
+  RETURN_IF_ERROR(router.Add(ingest, [s](const Request& req, Responder respond) {
+    s->realtime->Ingest(std::string(req.PathParam("stream")), req.body,
+                        [respond](Result<realtime::IngestReport> r) {
+                          respond.Send(r.ok() ? IngestResponse(*r) : ErrorWithRetry(r.status()));
+                        });
+  }));
+
+  RouteSpec list;
+  list.method = "GET";
+  list.pattern = "/api/v1/streams";
+  list.summary = "Streams with their figures";
+  list.tag = "streams";
+  list.response_schema = R"({"type":"object","properties":{"streams":{"type":"array","items":)" +
+                         std::string(kStreamSchema) + "}}}";
+  RETURN_IF_ERROR(router.AddSync(list, Wrap(s, ListStreams)));
+
+  RouteSpec one;
+  one.method = "GET";
+  one.pattern = "/api/v1/streams/{stream}";
+  one.summary =
+      "A stream's figures: events in, duplicates, rejected, late; consumer lag; archive; feature "
+      "freshness";
+  one.tag = "streams";
+  one.response_schema = std::string(kStreamSchema);
+  RETURN_IF_ERROR(router.AddSync(one, Wrap(s, GetStream)));
+
+  RouteSpec archive;
+  archive.method = "POST";
+  archive.pattern = "/api/v1/streams/{stream}/archive";
+  archive.min_role = Role::kWriter;
+  archive.summary = "Archive the stream's events to raw.<stream> now (it also runs every second)";
+  archive.tag = "streams";
+  archive.response_schema = std::string(kStreamSchema);
+  RETURN_IF_ERROR(router.AddSync(archive, Wrap(s, Archive)));
+
+  RouteSpec online;
+  online.method = "GET";
+  online.pattern = "/api/v1/features/online/{view}/{key}";
+  online.summary = "One entity's current feature values in a stream feature view";
+  online.tag = "features";
+  online.query_params = {{"at", "read time (RFC 3339); default now", "string", false}};
+  online.response_schema =
+      R"({"type":"object","properties":{"view":{"type":"string"},"key":{"type":"string"},)"
+      R"("as_of":{"type":"string"},"features":{"type":"object"},"exact":{"type":"object"}}})";
+  return router.AddSync(online, Wrap(s, Online));
+}
+
+}  // namespace lakeloop::api

@@ -1,0 +1,397 @@
+#include "realtime/realtime.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "core/fs.h"
+#include "core/json.h"
+#include "core/time.h"
+
+namespace lakeloop::realtime {
+namespace fs = std::filesystem;
+using catalog::Definitions;
+
+struct Realtime::Applied {
+  std::vector<stream::StreamDefinition> streams;
+  std::vector<features::FeatureView> views;
+  const stream::StreamDefinition* FindStream(std::string_view name) const {
+    for (const auto& s : streams) {
+      if (s.name == name) return &s;
+    }
+    return nullptr;
+  }
+};
+
+namespace {
+
+std::vector<fs::path> YamlFiles(const fs::path& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    auto ext = e.path().extension();
+    if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml")) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string Relative(const fs::path& p, const fs::path& base) {
+  std::error_code ec;
+  auto r = fs::relative(p, base, ec);
+  return ec ? p.string() : r.generic_string();
+}
+
+// A view must read a defined stream, and aggregate fields that stream has, with fitting types.
+std::vector<std::string> CrossCheck(const std::vector<stream::StreamDefinition>& streams,
+                                    const std::vector<features::FeatureView>& views) {
+  std::vector<std::string> errors;
+  std::set<std::string> names;
+  for (const auto& s : streams) {
+    if (!names.insert(s.name).second) errors.push_back(s.origin + ": a second stream '" + s.name + "'");
+  }
+  std::set<std::string> view_names;
+  for (const auto& v : views) {
+    if (!view_names.insert(v.name).second) {
+      errors.push_back(v.file_name + ": a second feature view '" + v.name + "'");
+    }
+    if (v.kind != features::ViewKind::kStream) continue;
+    auto it = std::find_if(streams.begin(), streams.end(),
+                           [&](const stream::StreamDefinition& s) { return s.name == v.stream; });
+    if (it == streams.end()) {
+      errors.push_back(v.file_name + ": view '" + v.name + "' reads stream '" + v.stream +
+                       "', which is not defined in streams/");
+      continue;
+    }
+    auto field = [&](const std::string& name) -> const stream::FieldDefinition* {
+      int i = it->FieldIndex(name);
+      return i < 0 ? nullptr : &it->fields[static_cast<size_t>(i)];
+    };
+    for (const auto& f : v.features) {
+      if (!f.field.empty()) {
+        const auto* fd = field(f.field);
+        if (!fd) {
+          errors.push_back(v.file_name + ": feature '" + f.name + "' reads field '" + f.field +
+                           "', which stream '" + v.stream + "' does not have");
+        } else if (f.agg != stream::Agg::kCountDistinct && f.agg != stream::Agg::kCount &&
+                   fd->type != stream::FieldType::kInteger &&
+                   fd->type != stream::FieldType::kNumber) {
+          errors.push_back(v.file_name + ": feature '" + f.name + "' aggregates field '" +
+                           f.field + "' of type " + std::string(stream::FieldTypeName(fd->type)) +
+                           "; " + std::string(stream::AggName(f.agg)) + " needs a number");
+        }
+      }
+      for (const auto& w : f.where) {
+        if (!field(w.field)) {
+          errors.push_back(v.file_name + ": feature '" + f.name + "' filters on field '" +
+                           w.field + "', which stream '" + v.stream + "' does not have");
+        }
+      }
+    }
+  }
+  return errors;
+}
+
+}  // namespace
+
+Realtime::Realtime(catalog::Store* catalog, lake::Lake* lake, RealtimeOptions options)
+    : catalog_(catalog), lake_(lake), options_(std::move(options)) {}
+
+Realtime::~Realtime() { Stop(); }
+
+std::vector<catalog::Migration> Realtime::Migrations() {
+  std::vector<catalog::Migration> all = stream::Archiver::Migrations();
+  for (auto& m : features::Migrations()) all.push_back(m);
+  return all;
+}
+
+Result<std::unique_ptr<Realtime>> Realtime::Open(catalog::Store* catalog, lake::Lake* lake,
+                                                 RealtimeOptions options) {
+  std::unique_ptr<Realtime> r(new Realtime(catalog, lake, std::move(options)));
+  RETURN_IF_ERROR(CreateDirs(r->options_.log_dir));
+  RETURN_IF_ERROR(CreateDirs(r->options_.scratch));
+  ASSIGN_OR_RETURN(r->log_, stream::OpenRocksEventLog(r->options_.log_dir.string()));
+  ASSIGN_OR_RETURN(r->online_, features::OpenRocksOnlineStore(r->log_.get()));
+  sql::EngineOptions eo;
+  eo.sandboxed = false;
+  eo.lake_root = lake->store()->LocalPath("");
+  eo.scratch_dir = r->options_.scratch / "engine";
+  eo.threads = r->options_.sql_threads;
+  eo.memory_limit = r->options_.memory_limit;
+  ASSIGN_OR_RETURN(r->loader_, sql::Engine::Open(eo));
+  stream::ArchiverOptions ao;
+  ao.spool_dir = r->options_.scratch / "archive-spool";
+  ao.interval_ms = r->options_.archive_interval_ms;
+  r->archiver_ = std::make_unique<stream::Archiver>(
+      stream::Archiver::Deps{r->log_.get(), lake, catalog, r->loader_.get()}, ao);
+  RETURN_IF_ERROR(r->Reload());
+  if (r->options_.background) RETURN_IF_ERROR(r->archiver_->Start());
+  return r;
+}
+
+Result<ProjectFiles> Realtime::ReadProject() {
+  ProjectFiles out;
+  std::vector<std::string> errors;
+  for (const auto& f : YamlFiles(options_.project / "streams")) {
+    auto text = ReadFile(f);
+    if (!text.ok()) {
+      errors.push_back(text.status().message());
+      continue;
+    }
+    std::string origin = Relative(f, options_.project);
+    auto def = stream::ParseStreamDefinition(*text, origin);
+    if (!def.ok()) {
+      errors.push_back(def.status().message());
+      continue;
+    }
+    out.definitions.push_back({"stream", def->name, *text, origin});
+    out.streams.push_back(std::move(*def));
+  }
+  for (const auto& f : YamlFiles(options_.project / "features")) {
+    auto text = ReadFile(f);
+    if (!text.ok()) {
+      errors.push_back(text.status().message());
+      continue;
+    }
+    std::string origin = Relative(f, options_.project);
+    auto view = features::ParseFeatureView(*text, origin);
+    if (!view.ok()) {
+      errors.push_back(view.status().message());
+      continue;
+    }
+    out.definitions.push_back({"feature_view", view->name, *text, origin});
+    out.views.push_back(std::move(*view));
+  }
+  if (errors.empty()) errors = CrossCheck(out.streams, out.views);
+  if (!errors.empty()) {
+    std::string msg = "the project has errors; nothing was applied:";
+    for (const auto& e : errors) msg += "\n  " + e;
+    return InvalidArgument(msg);
+  }
+  return out;
+}
+
+Status Realtime::Reload() {
+  Definitions defs(catalog_);
+  ASSIGN_OR_RETURN(auto all, defs.List());
+  auto applied = std::make_shared<Applied>();
+  for (const auto& d : all) {
+    if (d.kind == "stream") {
+      ASSIGN_OR_RETURN(auto def, stream::ParseStreamDefinition(d.body, d.origin));
+      applied->streams.push_back(std::move(def));
+    } else if (d.kind == "feature_view") {
+      ASSIGN_OR_RETURN(auto view, features::ParseFeatureView(d.body, d.origin));
+      applied->views.push_back(std::move(view));
+    }
+  }
+  for (const auto& s : applied->streams) {
+    RETURN_IF_ERROR(log_->RegisterStream(s.ToStreamOptions()).WithContext("stream " + s.name));
+    RETURN_IF_ERROR(archiver_->AddStream(s).WithContext("archiving stream " + s.name));
+  }
+  // The processor is built for a set of views: replace it.
+  std::shared_ptr<features::StreamProcessor> old;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    old = std::move(processor_);
+    for (const auto& s : applied->streams) {
+      if (!counters_.count(s.name)) counters_[s.name] = std::make_shared<StreamCounters>();
+    }
+  }
+  if (old) old->Stop();
+  old.reset();
+  features::ProcessorOptions po;
+  po.lake = lake_;
+  po.catalog = catalog_;
+  po.loader = loader_.get();
+  po.scratch_dir = options_.scratch / "feature-log";
+  RETURN_IF_ERROR(CreateDirs(po.scratch_dir));
+  std::vector<features::FeatureView> stream_views;
+  for (const auto& v : applied->views) {
+    if (v.kind == features::ViewKind::kStream) stream_views.push_back(v);
+  }
+  ASSIGN_OR_RETURN(auto processor, features::StreamProcessor::Create(log_.get(), online_.get(),
+                                                                      stream_views, po));
+  if (options_.background) RETURN_IF_ERROR(processor->Start());
+  std::lock_guard<std::mutex> lock(mu_);
+  processor_ = std::move(processor);
+  applied_ = applied;
+  return Status::Ok();
+}
+
+void Realtime::Stop() {
+  std::shared_ptr<features::StreamProcessor> p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    p = processor_;
+  }
+  if (p) {
+    Status s = p->FlushLog();
+    if (!s.ok()) spdlog::warn("features: flushing the feature log: {}", s.ToString());
+    p->Stop();
+  }
+  if (archiver_) archiver_->Stop();
+}
+
+std::shared_ptr<const Realtime::Applied> Realtime::applied() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return applied_;
+}
+
+std::vector<std::string> Realtime::StreamNames() {
+  std::vector<std::string> out;
+  for (const auto& s : applied()->streams) out.push_back(s.name);
+  return out;
+}
+
+void Realtime::Ingest(const std::string& name, std::string body,
+                      std::function<void(Result<IngestReport>)> done) {
+  auto a = applied();
+  const stream::StreamDefinition* def = a->FindStream(name);
+  if (!def) {
+    done(NotFound("no stream '" + name + "' (define it in streams/ and lakeloop apply)"));
+    return;
+  }
+  std::shared_ptr<StreamCounters> counters;
+  std::shared_ptr<features::StreamProcessor> processor;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    counters = counters_[name];
+    if (!counters) counters = counters_[name] = std::make_shared<StreamCounters>();
+    processor = processor_;
+  }
+  counters->requests.fetch_add(1, std::memory_order_relaxed);
+  auto batch = stream::ValidateEvents(*def, body, NowMicros());
+  if (!batch.ok()) {
+    done(batch.status());
+    return;
+  }
+  auto report = std::make_shared<IngestReport>();
+  report->rejected = std::move(batch->rejected);
+  counters->rejected.fetch_add(static_cast<int64_t>(report->rejected.size()),
+                               std::memory_order_relaxed);
+  if (batch->accepted.empty()) {
+    done(std::move(*report));
+    return;
+  }
+  log_->AppendAsync(name, std::move(batch->accepted),
+                    [report, counters, processor, name, done = std::move(done)](
+                        Result<stream::AppendResult> r) mutable {
+                      if (!r.ok()) {
+                        done(r.status());
+                        return;
+                      }
+                      for (const auto& e : r->events) {
+                        if (e.duplicate) {
+                          ++report->duplicates;
+                        } else {
+                          ++report->accepted;
+                        }
+                      }
+                      counters->accepted.fetch_add(report->accepted, std::memory_order_relaxed);
+                      counters->duplicates.fetch_add(report->duplicates, std::memory_order_relaxed);
+                      if (processor) processor->Notify(name);
+                      done(std::move(*report));
+                    });
+}
+
+Result<features::FeatureVector> Realtime::Online(const std::string& view, const std::string& key,
+                                                 int64_t read_time_us) {
+  std::shared_ptr<features::StreamProcessor> p;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    p = processor_;
+  }
+  if (!p) return Unavailable("the feature processor is not running");
+  return p->Get(view, key, read_time_us);
+}
+
+Status Realtime::ArchiveNow(const std::string& name) {
+  for (int i = 0; i < 1000; ++i) {
+    ASSIGN_OR_RETURN(stream::ArchiveResult r, archiver_->ArchiveOnce(name));
+    if (!r.more) return Status::Ok();
+  }
+  return Status::Ok();
+}
+
+Result<std::string> Realtime::StreamJson(const std::string& name) {
+  auto a = applied();
+  const stream::StreamDefinition* def = a->FindStream(name);
+  if (!def) return NotFound("no stream '" + name + "'");
+  std::shared_ptr<StreamCounters> counters;
+  std::shared_ptr<features::StreamProcessor> processor;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    counters = counters_[name];
+    if (!counters) counters = counters_[name] = std::make_shared<StreamCounters>();
+    processor = processor_;
+  }
+  ASSIGN_OR_RETURN(auto ends, log_->EndOffsets(name));
+  ASSIGN_OR_RETURN(auto ranges, log_->Offsets(name));
+  ASSIGN_OR_RETURN(auto consumers, log_->ListConsumers(name));
+  int64_t stored = 0;
+  for (const auto& r : ranges) stored += r.end - r.begin;
+  int64_t total = 0;
+  for (int64_t e : ends) total += e;
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject()
+      .Key("stream").String(name)
+      .Key("partitions").Int(def->partitions)
+      .Key("key").String(def->key_field)
+      .Key("time").String(def->time_field)
+      .Key("events").BeginObject()
+      .Key("total").Int(total)
+      .Key("stored").Int(stored)
+      .Key("accepted_since_start").Int(counters->accepted.load())
+      .Key("duplicates_since_start").Int(counters->duplicates.load())
+      .Key("rejected_since_start").Int(counters->rejected.load())
+      .Key("requests_since_start").Int(counters->requests.load())
+      .EndObject();
+  w.Key("consumers").BeginArray();
+  for (const auto& c : consumers) {
+    int64_t lag = 0;
+    for (size_t p = 0; p < c.next_offsets.size() && p < ends.size(); ++p) {
+      lag += ends[p] - std::max<int64_t>(0, c.next_offsets[p]);
+    }
+    w.BeginObject().Key("name").String(c.consumer).Key("durable").Bool(c.durable).Key("lag").Int(lag).EndObject();
+  }
+  w.EndArray();
+  auto archive = archiver_->State(name);
+  if (archive.ok()) {
+    int64_t archived = 0, late = 0;
+    for (const auto& p : *archive) {
+      archived += std::max<int64_t>(0, p.next_offset);
+      late += p.late_events;
+    }
+    w.Key("archive").BeginObject()
+        .Key("table").String("raw." + name)
+        .Key("archived").Int(archived)
+        .Key("lag").Int(total - archived)
+        .Key("late").Int(late)
+        .EndObject();
+  }
+  w.Key("views").BeginArray();
+  for (const auto& v : a->views) {
+    if (v.stream != name || !processor) continue;
+    auto st = processor->Stats(v.name);
+    if (!st.ok()) continue;
+    int64_t lag = 0;
+    for (const auto& p : st->partitions) lag += p.lag;
+    w.BeginObject()
+        .Key("view").String(v.name)
+        .Key("events_applied").Int(st->events_applied)
+        .Key("late_events").Int(st->late_events)
+        .Key("invalid_events").Int(st->invalid_events)
+        .Key("lag").Int(lag)
+        .Key("freshness_ms").Double(static_cast<double>(st->last_delay_us) / 1000.0);
+    if (st->last_event_time_us) w.Key("last_event_time").String(FormatRfc3339(st->last_event_time_us));
+    w.EndObject();
+  }
+  w.EndArray().EndObject();
+  return out;
+}
+
+}  // namespace lakeloop::realtime
