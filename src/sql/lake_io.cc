@@ -34,19 +34,27 @@ Status LakeViews::Refresh(const lake::TableInfo& t) {
     for (const auto& f : files) paths.push_back(lake_->store()->Locate(f.key));
     return paths;
   };
+  // The current view first: a snapshot view that cannot be built must not leave it stale.
+  ASSIGN_OR_RETURN(auto current, lake_->SnapshotFiles(t.ref));
+  RETURN_IF_ERROR(engine_->ReplaceView(t.ref.zone, t.ref.name, locate(current), ToSql(t.schema), opts));
   ASSIGN_OR_RETURN(auto snaps, lake_->ListSnapshots(t.ref));
+  Status first_error;
   for (const auto& s : snaps) {
     std::string schema = SnapshotSchema(t.ref.zone);
     std::string view = SnapshotView(t.ref.name, s.version);
+    Status st;
     if (s.expired) {
-      RETURN_IF_ERROR(engine_->DropView(schema, view));
-      continue;
+      st = engine_->DropView(schema, view);
+    } else {
+      auto files = lake_->SnapshotFiles(t.ref, s.version);
+      st = files.ok() ? engine_->ReplaceView(schema, view, locate(*files), ToSql(s.schema), opts)
+                      : files.status();
     }
-    ASSIGN_OR_RETURN(auto files, lake_->SnapshotFiles(t.ref, s.version));
-    RETURN_IF_ERROR(engine_->ReplaceView(schema, view, locate(files), ToSql(s.schema), opts));
+    if (!st.ok() && first_error.ok()) {
+      first_error = st.WithContext(schema + "." + view);
+    }
   }
-  ASSIGN_OR_RETURN(auto current, lake_->SnapshotFiles(t.ref));
-  return engine_->ReplaceView(t.ref.zone, t.ref.name, locate(current), ToSql(t.schema), opts);
+  return first_error;
 }
 
 Result<FileFormat> ParseFileFormat(std::string_view name) {

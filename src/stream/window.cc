@@ -332,7 +332,7 @@ Result<WindowValue> TileState::Read(int64_t t, int64_t w) const {
     case Agg::kMin: if (any) out.value = acc.min; break;
     case Agg::kMax: if (any) out.value = acc.max; break;
     case Agg::kLast: if (any) out.value = acc.last_value; break;
-    case Agg::kCountDistinct: out.value = acc.hll ? acc.hll->Estimate() : 0.0; break;
+    case Agg::kCountDistinct: out.value = acc.hll ? std::round(acc.hll->Estimate()) : 0.0; break;
   }
   return out;
 }
