@@ -248,6 +248,8 @@ Status App::Serve(const std::optional<std::string>& listen) {
       Micros oldest = std::min(engine_->OldestRunningQueryStart(), batch_->OldestActiveRead());
       auto stats = lake_->CollectGarbage(NowMicros(), oldest);
       if (!stats.ok()) spdlog::warn("lake gc: {}", stats.status().ToString());
+      Status trimmed = realtime_->Maintain();
+      if (!trimmed.ok()) spdlog::warn("stream retention: {}", trimmed.ToString());
       lock.lock();
     }
   });

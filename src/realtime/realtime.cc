@@ -308,6 +308,15 @@ Result<features::FeatureVector> Realtime::Online(const std::string& view, const 
   return p->Get(view, key, read_time_us);
 }
 
+Status Realtime::Maintain() {
+  ASSIGN_OR_RETURN(stream::TrimResult t, log_->Trim(NowMicros()));
+  if (t.records_deleted > 0) {
+    spdlog::info("streams: retention removed {} records ({} bytes)", t.records_deleted,
+                 t.bytes_deleted);
+  }
+  return Status::Ok();
+}
+
 Status Realtime::ArchiveNow(const std::string& name) {
   for (int i = 0; i < 1000; ++i) {
     ASSIGN_OR_RETURN(stream::ArchiveResult r, archiver_->ArchiveOnce(name));

@@ -83,7 +83,11 @@ class Realtime {
   Result<std::string> StreamJson(const std::string& stream);
   std::vector<std::string> StreamNames();
 
-  // For tests and tools: archive everything now; apply everything appended so far.
+  // Retention: deletes log records past each stream's retention (never past a durable consumer:
+  // the archiver and the feature views). Called periodically by the server.
+  Status Maintain();
+
+  // For tests and tools: archive everything now.
   Status ArchiveNow(const std::string& stream);
   stream::EventLog& log() { return *log_; }
 
