@@ -8,11 +8,11 @@
 
 #include "api/api.h"
 #include "batch/batch.h"
-#include "realtime/realtime.h"
 #include "catalog/catalog.h"
 #include "core/config.h"
 #include "core/time.h"
 #include "lake/lake.h"
+#include "realtime/realtime.h"
 #include "sql/sql.h"
 
 namespace lakeloop::api {
@@ -23,9 +23,9 @@ struct Services {
   catalog::Store* catalog = nullptr;
   catalog::TokenStore* tokens = nullptr;
   lake::Lake* lake = nullptr;
-  sql::Engine* engine = nullptr;  // sandboxed: user SQL
-  sql::Engine* loader = nullptr;  // internal: converts uploads to Parquet
-  batch::Batch* batch = nullptr;  // sources, models, runs
+  sql::Engine* engine = nullptr;           // sandboxed: user SQL
+  sql::Engine* loader = nullptr;           // internal: converts uploads to Parquet
+  batch::Batch* batch = nullptr;           // sources, models, runs
   realtime::Realtime* realtime = nullptr;  // streams, stream features
   // Validates and applies the project's definition files (all kinds), or only reports (dry run).
   std::function<Result<batch::ApplyReport>(bool dry_run)> apply;

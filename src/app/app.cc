@@ -140,8 +140,7 @@ Result<batch::ApplyReport> App::Apply(bool dry_run) {
     return InvalidArgument(msg);
   }
   catalog::Definitions defs(catalog_.get());
-  ASSIGN_OR_RETURN(auto changes,
-                   defs.Diff(wanted, {"source", "model", "stream", "feature_view"}));
+  ASSIGN_OR_RETURN(auto changes, defs.Diff(wanted, {"source", "model", "stream", "feature_view"}));
   batch::ApplyReport report;
   report.dry_run = dry_run;
   for (const auto& c : changes) {
@@ -156,7 +155,8 @@ Result<batch::ApplyReport> App::Apply(bool dry_run) {
       } else if (p.kind == "model") {
         p.note = "processed." + p.name + " and its snapshots are kept; it is no longer built";
       } else if (p.kind == "stream") {
-        p.note = "raw." + p.name + " is kept; events are no longer accepted; the log keeps what "
+        p.note = "raw." + p.name +
+                 " is kept; events are no longer accepted; the log keeps what "
                  "it holds until retention";
       } else {
         p.note = "features." + p.name + " is kept; online values are no longer updated";

@@ -12,11 +12,11 @@
 #include "api/handlers.h"
 #include "batch/batch.h"
 #include "catalog/catalog.h"
-#include "realtime/realtime.h"
 #include "core/config.h"
 #include "core/fs.h"
 #include "core/thread_pool.h"
 #include "lake/lake.h"
+#include "realtime/realtime.h"
 #include "sql/lake_io.h"
 #include "sql/sql.h"
 

@@ -5,8 +5,8 @@
 #include <boost/json.hpp>
 #include <cstdio>
 #include <fstream>
-#include <iostream>
 #include <functional>
+#include <iostream>
 #include <thread>
 
 #include "app/app.h"
@@ -340,7 +340,6 @@ int CmdTokenCreate(const Globals& g, const std::string& role, const std::string&
   return 0;
 }
 
-
 // ---- batch: apply, build, run, runs, backfill ---------------------------------------------------
 
 // Runs `remote` against the server when one owns the data directory, else `local` embedded.
@@ -383,19 +382,16 @@ void PrintRuns(const json::object& o) {
     std::string err;
     if (r.contains("error")) err = std::string(r.at("error").at("message").as_string());
     if (err.size() > 160) err = err.substr(0, 157) + "...";
-    std::printf("%-36s %-28s %-10s %9lld %9lld %9.1f  %s\n",
-                std::string(r.at("id").as_string()).c_str(),
-                std::string(r.at("job").as_string()).c_str(),
-                std::string(r.at("status").as_string()).c_str(),
-                static_cast<long long>(r.at("rows_out").to_number<int64_t>()),
-                static_cast<long long>(r.at("rows_rejected").to_number<int64_t>()), ms, err.c_str());
+    std::printf(
+        "%-36s %-28s %-10s %9lld %9lld %9.1f  %s\n", std::string(r.at("id").as_string()).c_str(),
+        std::string(r.at("job").as_string()).c_str(),
+        std::string(r.at("status").as_string()).c_str(),
+        static_cast<long long>(r.at("rows_out").to_number<int64_t>()),
+        static_cast<long long>(r.at("rows_rejected").to_number<int64_t>()), ms, err.c_str());
   }
 }
 
-
-std::string RunJsonViaApi(const std::vector<flow::RunInfo>& runs) {
-  return api::RunsToJson(runs);
-}
+std::string RunJsonViaApi(const std::vector<flow::RunInfo>& runs) { return api::RunsToJson(runs); }
 
 int CmdApply(const Globals& g, bool dry_run) {
   std::string body = dry_run ? R"({"dry_run":true})" : R"({"dry_run":false})";
@@ -414,7 +410,8 @@ int CmdApply(const Globals& g, bool dry_run) {
           char mark = action == "create" ? '+' : action == "update" ? '~' : '-';
           std::cout << mark << " " << std::string(c.at("kind").as_string()) << " "
                     << std::string(c.at("name").as_string());
-          if (c.contains("note")) std::cout << "  (" << std::string(c.at("note").as_string()) << ")";
+          if (c.contains("note"))
+            std::cout << "  (" << std::string(c.at("note").as_string()) << ")";
           std::cout << "\n";
         }
         if (dry_run && !changes.empty()) std::cout << "(dry run: nothing was applied)\n";
@@ -443,7 +440,14 @@ int CmdRun(const Globals& g, const std::string& kind, const std::string& name,
   p.EndObject();
   std::string body;
   JsonWriter w(&body);
-  w.BeginObject().Key("job").String(job).Key("params").Raw(params).Key("wait").Bool(true).EndObject();
+  w.BeginObject()
+      .Key("job")
+      .String(job)
+      .Key("params")
+      .Raw(params)
+      .Key("wait")
+      .Bool(true)
+      .EndObject();
   int rc = 0;
   int out = Dispatch(
       g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/runs", body); },
@@ -460,7 +464,8 @@ int CmdRun(const Globals& g, const std::string& kind, const std::string& name,
 }
 
 int CmdRuns(const Globals& g, const std::string& job, int limit) {
-  std::string q = "/api/v1/runs?limit=" + std::to_string(limit) + (job.empty() ? "" : "&job=" + job);
+  std::string q =
+      "/api/v1/runs?limit=" + std::to_string(limit) + (job.empty() ? "" : "&job=" + job);
   return Dispatch(
       g, [&](const Remote& r) { return Call(r, "GET", q, ""); },
       [&](App& app) -> Result<std::string> {
@@ -479,8 +484,16 @@ int CmdBackfill(const Globals& g, const std::string& model, const std::string& f
                 const std::string& to, const std::string& step) {
   std::string body;
   JsonWriter w(&body);
-  w.BeginObject().Key("model").String(model).Key("from").String(from).Key("to").String(to).Key(
-      "step").String(step).EndObject();
+  w.BeginObject()
+      .Key("model")
+      .String(model)
+      .Key("from")
+      .String(from)
+      .Key("to")
+      .String(to)
+      .Key("step")
+      .String(step)
+      .EndObject();
   int rc = 0;
   int out = Dispatch(
       g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/backfills", body); },
@@ -552,7 +565,8 @@ int Main(int argc, char** argv) {
   auto* apply = cli.add_subcommand("apply", "validate the project's definitions and apply them");
   apply->add_flag("--dry-run", dry_run, "show what would change, change nothing");
 
-  auto* build = cli.add_subcommand("build", "load every source, then build every model with its tests");
+  auto* build =
+      cli.add_subcommand("build", "load every source, then build every model with its tests");
 
   auto* run = cli.add_subcommand("run", "run one source or model now");
   run->require_subcommand(1);

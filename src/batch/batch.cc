@@ -29,7 +29,7 @@ struct Batch::Applied {
 
 namespace {
 
-constexpr Micros kFarPast = -62135596800000000;  // 0001-01-01
+constexpr Micros kFarPast = -62135596800000000;    // 0001-01-01
 constexpr Micros kFarFuture = 253402300799000000;  // 9999-12-31T23:59:59
 
 std::vector<fs::path> FilesIn(const fs::path& dir, std::initializer_list<std::string_view> exts) {
@@ -115,7 +115,7 @@ std::vector<catalog::Migration> Batch::Migrations() {
 }
 
 Result<std::unique_ptr<Batch>> Batch::Open(catalog::Store* catalog, lake::Lake* lake,
-                                          BatchOptions options) {
+                                           BatchOptions options) {
   std::unique_ptr<Batch> b(new Batch(catalog, lake, std::move(options)));
   sql::EngineOptions eo;
   eo.sandboxed = false;
@@ -131,8 +131,8 @@ Result<std::unique_ptr<Batch>> Batch::Open(catalog::Store* catalog, lake::Lake* 
   ingest::IngestorOptions io;
   io.scratch_dir = b->options_.scratch / "ingest-files";
   RETURN_IF_ERROR(CreateDirs(io.scratch_dir));
-  b->ingestor_ = std::make_unique<ingest::Ingestor>(b->loader_.get(), lake, catalog,
-                                                    b->options_.project, io);
+  b->ingestor_ =
+      std::make_unique<ingest::Ingestor>(b->loader_.get(), lake, catalog, b->options_.project, io);
   transform::RunnerOptions ro;
   ro.engine.sandboxed = true;
   ro.engine.lake_root = b->options_.lake_root;
@@ -194,8 +194,8 @@ Result<ProjectFiles> Batch::ReadProject() {
         }
         std::string origin = Relative(m.sql_file, project);
         if (!m.yaml_file.empty()) origin += "," + Relative(m.yaml_file, project);
-        out.definitions.push_back({"model", m.name, ModelBody(sql.ok() ? *sql : m.sql, yaml),
-                                   origin});
+        out.definitions.push_back(
+            {"model", m.name, ModelBody(sql.ok() ? *sql : m.sql, yaml), origin});
       }
       out.models = std::move(*models);
       auto graph = transform::Graph::Build(*analyzer_, out.models);
@@ -227,11 +227,10 @@ Result<std::shared_ptr<const Batch::Applied>> Batch::LoadApplied() {
                                   ? std::string()
                                   : origin.substr(origin.find(',') + 1);
       ASSIGN_OR_RETURN(auto model,
-                       transform::ParseModel(d.name, std::string(body.at("sql").as_string()),
-                                             std::string(body.at("yaml").as_string()),
-                                             options_.project / sql_file,
-                                             yaml_file.empty() ? fs::path()
-                                                               : options_.project / yaml_file));
+                       transform::ParseModel(
+                           d.name, std::string(body.at("sql").as_string()),
+                           std::string(body.at("yaml").as_string()), options_.project / sql_file,
+                           yaml_file.empty() ? fs::path() : options_.project / yaml_file));
       models.push_back(std::move(model));
     }
   }
@@ -359,14 +358,22 @@ Result<flow::RunOutput> Batch::RunSource(const std::string& name, flow::RunConte
   JsonWriter w(&out.detail);
   out.detail.clear();
   w.BeginObject()
-      .Key("files_loaded").Int(r.files_loaded)
-      .Key("files_skipped").Int(r.files_skipped)
-      .Key("rows_deduplicated").Int(r.rows_deduplicated)
-      .Key("snapshot_version").Int(r.snapshot_version)
-      .Key("rejected_snapshot_version").Int(r.rejected_snapshot_version)
-      .Key("cursor_before").String(r.cursor_before)
-      .Key("cursor_after").String(r.cursor_after)
-      .Key("schema_evolved").Bool(r.schema_evolved)
+      .Key("files_loaded")
+      .Int(r.files_loaded)
+      .Key("files_skipped")
+      .Int(r.files_skipped)
+      .Key("rows_deduplicated")
+      .Int(r.rows_deduplicated)
+      .Key("snapshot_version")
+      .Int(r.snapshot_version)
+      .Key("rejected_snapshot_version")
+      .Int(r.rejected_snapshot_version)
+      .Key("cursor_before")
+      .String(r.cursor_before)
+      .Key("cursor_after")
+      .String(r.cursor_after)
+      .Key("schema_evolved")
+      .Bool(r.schema_evolved)
       .EndObject();
   return out;
 }
@@ -408,37 +415,55 @@ Result<flow::RunOutput> Batch::RunModel(const std::string& name, flow::RunContex
   out.detail.clear();
   JsonWriter w(&out.detail);
   w.BeginObject()
-      .Key("version").Int(r.version)
-      .Key("previous_version").Int(r.previous_version)
-      .Key("total_rows").Int(r.total_rows)
-      .Key("committed").Bool(r.committed());
+      .Key("version")
+      .Int(r.version)
+      .Key("previous_version")
+      .Int(r.previous_version)
+      .Key("total_rows")
+      .Int(r.total_rows)
+      .Key("committed")
+      .Bool(r.committed());
   if (r.interval) {
-    w.Key("interval").BeginObject()
-        .Key("start").String(FormatRfc3339(r.interval->start))
-        .Key("end").String(FormatRfc3339(r.interval->end))
+    w.Key("interval")
+        .BeginObject()
+        .Key("start")
+        .String(FormatRfc3339(r.interval->start))
+        .Key("end")
+        .String(FormatRfc3339(r.interval->end))
         .EndObject();
   }
   w.Key("tests").BeginArray();
   for (const auto& t : r.tests) {
     w.BeginObject()
-        .Key("name").String(t.name)
-        .Key("severity").String(transform::SeverityName(t.severity))
-        .Key("passed").Bool(t.passed)
-        .Key("failing_rows").Int(t.failing_rows);
+        .Key("name")
+        .String(t.name)
+        .Key("severity")
+        .String(transform::SeverityName(t.severity))
+        .Key("passed")
+        .Bool(t.passed)
+        .Key("failing_rows")
+        .Int(t.failing_rows);
     if (!t.error.empty()) w.Key("error").String(t.error);
     if (!t.samples_json.empty()) w.Key("samples").Raw(t.samples_json);
     w.EndObject();
   }
   w.EndArray().Key("inputs").BeginArray();
   for (const auto& in : r.inputs) {
-    w.BeginObject().Key("table").String(in.table.ToString()).Key("version").Int(in.version).EndObject();
+    w.BeginObject()
+        .Key("table")
+        .String(in.table.ToString())
+        .Key("version")
+        .Int(in.version)
+        .EndObject();
   }
   w.EndArray().EndObject();
   if (!r.committed()) {
     std::string failed;
-    for (const auto& f : r.Failed(transform::Severity::kError)) failed += (failed.empty() ? "" : ", ") + f;
+    for (const auto& f : r.Failed(transform::Severity::kError))
+      failed += (failed.empty() ? "" : ", ") + f;
     return Status(Code::kConflict, "data tests failed, processed." + name +
-                                       " keeps its previous snapshot: " + failed + " " + out.detail);
+                                       " keeps its previous snapshot: " + failed + " " +
+                                       out.detail);
   }
   out.output_tables.push_back(r.output.ToString());
   return out;
@@ -522,8 +547,10 @@ Result<std::string> Batch::LineageJson(const lake::TableRef& table) {
     ASSIGN_OR_RETURN(auto edges, transform::LineageOf(*catalog_, table, info.current_version));
     for (const auto& e : edges) {
       w.BeginObject()
-          .Key("table").String(e.input.ToString())
-          .Key("version").Int(e.input_version)
+          .Key("table")
+          .String(e.input.ToString())
+          .Key("version")
+          .Int(e.input_version)
           .EndObject();
     }
   }
@@ -532,9 +559,8 @@ Result<std::string> Batch::LineageJson(const lake::TableRef& table) {
     std::string name = table.name;
     if (name.ends_with("__rejected")) name.resize(name.size() - 10);
     if (const auto* s = applied_now->FindSource(name)) {
-      w.Key("source").BeginObject()
-          .Key("name").String(s->name)
-          .Key("type").String(ingest::SourceTypeName(s->type));
+      w.Key("source").BeginObject().Key("name").String(s->name).Key("type").String(
+          ingest::SourceTypeName(s->type));
       if (!s->path.empty()) w.Key("path").String(s->path);
       if (!s->table.empty()) w.Key("source_table").String(s->table);
       w.EndObject();

@@ -51,7 +51,8 @@ std::vector<std::string> CrossCheck(const std::vector<stream::StreamDefinition>&
   std::vector<std::string> errors;
   std::set<std::string> names;
   for (const auto& s : streams) {
-    if (!names.insert(s.name).second) errors.push_back(s.origin + ": a second stream '" + s.name + "'");
+    if (!names.insert(s.name).second)
+      errors.push_back(s.origin + ": a second stream '" + s.name + "'");
   }
   std::set<std::string> view_names;
   for (const auto& v : views) {
@@ -79,15 +80,15 @@ std::vector<std::string> CrossCheck(const std::vector<stream::StreamDefinition>&
         } else if (f.agg != stream::Agg::kCountDistinct && f.agg != stream::Agg::kCount &&
                    fd->type != stream::FieldType::kInteger &&
                    fd->type != stream::FieldType::kNumber) {
-          errors.push_back(v.file_name + ": feature '" + f.name + "' aggregates field '" +
-                           f.field + "' of type " + std::string(stream::FieldTypeName(fd->type)) +
-                           "; " + std::string(stream::AggName(f.agg)) + " needs a number");
+          errors.push_back(v.file_name + ": feature '" + f.name + "' aggregates field '" + f.field +
+                           "' of type " + std::string(stream::FieldTypeName(fd->type)) + "; " +
+                           std::string(stream::AggName(f.agg)) + " needs a number");
         }
       }
       for (const auto& w : f.where) {
         if (!field(w.field)) {
-          errors.push_back(v.file_name + ": feature '" + f.name + "' filters on field '" +
-                           w.field + "', which stream '" + v.stream + "' does not have");
+          errors.push_back(v.file_name + ": feature '" + f.name + "' filters on field '" + w.field +
+                           "', which stream '" + v.stream + "' does not have");
         }
       }
     }
@@ -212,8 +213,8 @@ Status Realtime::Reload() {
   for (const auto& v : applied->views) {
     if (v.kind == features::ViewKind::kStream) stream_views.push_back(v);
   }
-  ASSIGN_OR_RETURN(auto processor, features::StreamProcessor::Create(log_.get(), online_.get(),
-                                                                      stream_views, po));
+  ASSIGN_OR_RETURN(auto processor,
+                   features::StreamProcessor::Create(log_.get(), online_.get(), stream_views, po));
   if (options_.background) RETURN_IF_ERROR(processor->Start());
   std::lock_guard<std::mutex> lock(mu_);
   processor_ = std::move(processor);
@@ -277,8 +278,8 @@ void Realtime::Ingest(const std::string& name, std::string body,
     return;
   }
   log_->AppendAsync(name, std::move(batch->accepted),
-                    [report, counters, processor, name, done = std::move(done)](
-                        Result<stream::AppendResult> r) mutable {
+                    [report, counters, processor, name,
+                     done = std::move(done)](Result<stream::AppendResult> r) mutable {
                       if (!r.ok()) {
                         done(r.status());
                         return;
@@ -347,17 +348,28 @@ Result<std::string> Realtime::StreamJson(const std::string& name) {
   std::string out;
   JsonWriter w(&out);
   w.BeginObject()
-      .Key("stream").String(name)
-      .Key("partitions").Int(def->partitions)
-      .Key("key").String(def->key_field)
-      .Key("time").String(def->time_field)
-      .Key("events").BeginObject()
-      .Key("total").Int(total)
-      .Key("stored").Int(stored)
-      .Key("accepted_since_start").Int(counters->accepted.load())
-      .Key("duplicates_since_start").Int(counters->duplicates.load())
-      .Key("rejected_since_start").Int(counters->rejected.load())
-      .Key("requests_since_start").Int(counters->requests.load())
+      .Key("stream")
+      .String(name)
+      .Key("partitions")
+      .Int(def->partitions)
+      .Key("key")
+      .String(def->key_field)
+      .Key("time")
+      .String(def->time_field)
+      .Key("events")
+      .BeginObject()
+      .Key("total")
+      .Int(total)
+      .Key("stored")
+      .Int(stored)
+      .Key("accepted_since_start")
+      .Int(counters->accepted.load())
+      .Key("duplicates_since_start")
+      .Int(counters->duplicates.load())
+      .Key("rejected_since_start")
+      .Int(counters->rejected.load())
+      .Key("requests_since_start")
+      .Int(counters->requests.load())
       .EndObject();
   w.Key("consumers").BeginArray();
   for (const auto& c : consumers) {
@@ -365,7 +377,14 @@ Result<std::string> Realtime::StreamJson(const std::string& name) {
     for (size_t p = 0; p < c.next_offsets.size() && p < ends.size(); ++p) {
       lag += ends[p] - std::max<int64_t>(0, c.next_offsets[p]);
     }
-    w.BeginObject().Key("name").String(c.consumer).Key("durable").Bool(c.durable).Key("lag").Int(lag).EndObject();
+    w.BeginObject()
+        .Key("name")
+        .String(c.consumer)
+        .Key("durable")
+        .Bool(c.durable)
+        .Key("lag")
+        .Int(lag)
+        .EndObject();
   }
   w.EndArray();
   auto archive = archiver_->State(name);
@@ -375,11 +394,16 @@ Result<std::string> Realtime::StreamJson(const std::string& name) {
       archived += std::max<int64_t>(0, p.next_offset);
       late += p.late_events;
     }
-    w.Key("archive").BeginObject()
-        .Key("table").String("raw." + name)
-        .Key("archived").Int(archived)
-        .Key("lag").Int(total - archived)
-        .Key("late").Int(late)
+    w.Key("archive")
+        .BeginObject()
+        .Key("table")
+        .String("raw." + name)
+        .Key("archived")
+        .Int(archived)
+        .Key("lag")
+        .Int(total - archived)
+        .Key("late")
+        .Int(late)
         .EndObject();
   }
   w.Key("views").BeginArray();
@@ -390,13 +414,20 @@ Result<std::string> Realtime::StreamJson(const std::string& name) {
     int64_t lag = 0;
     for (const auto& p : st->partitions) lag += p.lag;
     w.BeginObject()
-        .Key("view").String(v.name)
-        .Key("events_applied").Int(st->events_applied)
-        .Key("late_events").Int(st->late_events)
-        .Key("invalid_events").Int(st->invalid_events)
-        .Key("lag").Int(lag)
-        .Key("freshness_ms").Double(static_cast<double>(st->last_delay_us) / 1000.0);
-    if (st->last_event_time_us) w.Key("last_event_time").String(FormatRfc3339(st->last_event_time_us));
+        .Key("view")
+        .String(v.name)
+        .Key("events_applied")
+        .Int(st->events_applied)
+        .Key("late_events")
+        .Int(st->late_events)
+        .Key("invalid_events")
+        .Int(st->invalid_events)
+        .Key("lag")
+        .Int(lag)
+        .Key("freshness_ms")
+        .Double(static_cast<double>(st->last_delay_us) / 1000.0);
+    if (st->last_event_time_us)
+      w.Key("last_event_time").String(FormatRfc3339(st->last_event_time_us));
     w.EndObject();
   }
   w.EndArray().EndObject();

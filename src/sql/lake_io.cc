@@ -36,7 +36,8 @@ Status LakeViews::Refresh(const lake::TableInfo& t) {
   };
   // The current view first: a snapshot view that cannot be built must not leave it stale.
   ASSIGN_OR_RETURN(auto current, lake_->SnapshotFiles(t.ref));
-  RETURN_IF_ERROR(engine_->ReplaceView(t.ref.zone, t.ref.name, locate(current), ToSql(t.schema), opts));
+  RETURN_IF_ERROR(
+      engine_->ReplaceView(t.ref.zone, t.ref.name, locate(current), ToSql(t.schema), opts));
   ASSIGN_OR_RETURN(auto snaps, lake_->ListSnapshots(t.ref));
   Status first_error;
   for (const auto& s : snaps) {

@@ -11,10 +11,10 @@
 #include "core/fs.h"
 #include "core/ids.h"
 #include "core/json.h"
+#include "core/time.h"
 #include "sql/internal/encode.h"
 #include "sql/internal/handles.h"
 #include "sql/internal/sql_text.h"
-#include "core/time.h"
 #include "sql/internal/watchdog.h"
 
 namespace lakeloop::sql {

@@ -12,7 +12,8 @@ int32_t KafkaMurmur2(std::string_view data) {
   const uint32_t length4 = length / 4;
   for (uint32_t i = 0; i < length4; ++i) {
     const uint32_t i4 = i * 4;
-    uint32_t k = p[i4] | (p[i4 + 1] << 8) | (p[i4 + 2] << 16) | (static_cast<uint32_t>(p[i4 + 3]) << 24);
+    uint32_t k =
+        p[i4] | (p[i4 + 1] << 8) | (p[i4 + 2] << 16) | (static_cast<uint32_t>(p[i4 + 3]) << 24);
     k *= m;
     k ^= k >> r;
     k *= m;

@@ -19,10 +19,10 @@ namespace lakeloop::stream {
 
 // One event as the producer sent it.
 struct Event {
-  std::string key;         // entity key as text; decides the partition; must not be empty
-  int64_t event_time_us;   // when it happened, UTC micros (producer's clock)
-  std::string event_id;    // optional; non-empty ids are de-duplicated within the stream's window
-  std::string payload;     // the event as compact JSON (not validated here)
+  std::string key;        // entity key as text; decides the partition; must not be empty
+  int64_t event_time_us;  // when it happened, UTC micros (producer's clock)
+  std::string event_id;   // optional; non-empty ids are de-duplicated within the stream's window
+  std::string payload;    // the event as compact JSON (not validated here)
 };
 
 // One event as stored.
@@ -34,11 +34,11 @@ struct Record {
 };
 
 struct StreamOptions {
-  std::string name;              // [A-Za-z0-9_.-]{1,128}
-  int partitions = 4;            // 1..1024; cannot change once the stream exists
-  int64_t dedup_window_us = 0;   // 0 = no de-duplication
-  int64_t retention_us = 0;      // Trim drops records older than this (ingest time); 0 = keep
-  int64_t retention_bytes = 0;   // Trim keeps each partition under this many bytes; 0 = no limit
+  std::string name;             // [A-Za-z0-9_.-]{1,128}
+  int partitions = 4;           // 1..1024; cannot change once the stream exists
+  int64_t dedup_window_us = 0;  // 0 = no de-duplication
+  int64_t retention_us = 0;     // Trim drops records older than this (ingest time); 0 = keep
+  int64_t retention_bytes = 0;  // Trim keeps each partition under this many bytes; 0 = no limit
 };
 
 // What happened to one appended event, in the order of the request.
@@ -63,8 +63,8 @@ struct OffsetRange {
 struct ConsumerInfo {
   std::string consumer;
   std::string stream;
-  bool durable;                        // retention never deletes what it has not committed
-  std::vector<int64_t> next_offsets;   // per partition; -1 where nothing is committed
+  bool durable;                       // retention never deletes what it has not committed
+  std::vector<int64_t> next_offsets;  // per partition; -1 where nothing is committed
 };
 
 struct TrimResult {
@@ -134,8 +134,8 @@ class EventLog {
   // Records that `consumer` has processed everything below `next_offset` in the partition.
   // Written with the WAL but without fsync: a power loss may lose the latest commits (records are
   // then redelivered: at-least-once); a process crash loses nothing.
-  virtual Status CommitOffset(std::string_view consumer, std::string_view stream,
-                              int32_t partition, int64_t next_offset) = 0;
+  virtual Status CommitOffset(std::string_view consumer, std::string_view stream, int32_t partition,
+                              int64_t next_offset) = 0;
   // kNotFound when the consumer never committed for this partition.
   virtual Result<int64_t> CommittedOffset(std::string_view consumer, std::string_view stream,
                                           int32_t partition) const = 0;

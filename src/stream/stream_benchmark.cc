@@ -43,7 +43,8 @@ void BM_Append(benchmark::State& state) {
     g_log.reset();
     fs::remove_all(kDir / "log");
     g_log = std::move(OpenRocksEventLog((kDir / "log").string())).value();
-    (void)g_log->RegisterStream({.name = "events", .partitions = 4, .dedup_window_us = 3'600'000'000});
+    (void)g_log->RegisterStream(
+        {.name = "events", .partitions = 4, .dedup_window_us = 3'600'000'000});
   }
   std::mt19937_64 rng(state.thread_index());
   std::vector<Event> events(batch);
@@ -146,8 +147,8 @@ void BM_ValidateEvents(benchmark::State& state) {
   std::string body = ndjson ? "" : "[";
   for (int i = 0; i < batch; ++i) {
     if (!ndjson && i) body += ",";
-    body += "{\"customer_id\": " + std::to_string(100000 + i) +
-            ", \"ts\": \"2026-11-26T11:59:0" + std::to_string(i % 10) +
+    body += "{\"customer_id\": " + std::to_string(100000 + i) + ", \"ts\": \"2026-11-26T11:59:0" +
+            std::to_string(i % 10) +
             ".123Z\", \"event_type\": \"page_view\", \"value\": " + std::to_string(i * 0.5) +
             ", \"event_id\": \"evt-" + std::to_string(i) + "\"}";
     if (ndjson) body += "\n";

@@ -4,12 +4,11 @@
 // lets a crash point kill it, reopens the log and checks that every acknowledged event is there,
 // exactly once, where the acknowledgement said.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdio>
@@ -119,9 +118,8 @@ TEST(StreamCrashTest, CrashLosesNoAcknowledgedEvent) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       ::close(fds[0]);
-      std::string env = dir.string() + " " + std::to_string(fds[1]) + " " +
-                        std::to_string(round) + " " + std::to_string(resend_from) + " " +
-                        std::to_string(resend_to);
+      std::string env = dir.string() + " " + std::to_string(fds[1]) + " " + std::to_string(round) +
+                        " " + std::to_string(resend_from) + " " + std::to_string(resend_to);
       ::setenv(kChildEnv, env.c_str(), 1);
       if (!crash_at.empty()) ::setenv("LAKELOOP_CRASH_AT", crash_at.c_str(), 1);
       const char* argv[] = {"stream_test", "--gtest_filter=StreamCrashTest.Child", nullptr};
@@ -202,10 +200,11 @@ TEST(StreamCrashTest, CrashLosesNoAcknowledgedEvent) {
     const std::string prefix = "r" + std::to_string(round) + "-";
     for (const auto& [id, a] : acked) round_acked += id.rfind(prefix, 0) == 0;
     for (const auto& [id, a] : stored) round_stored += id.rfind(prefix, 0) == 0;
-    std::printf("round %d (%s): %zu acks read, %zu acked / %zu stored new ids, %zu re-sent "
-                "ids reported as duplicates\n",
-                round, crash_at.empty() ? "SIGKILL" : crash_at.c_str(), lines, round_acked,
-                round_stored, resent_dups);
+    std::printf(
+        "round %d (%s): %zu acks read, %zu acked / %zu stored new ids, %zu re-sent "
+        "ids reported as duplicates\n",
+        round, crash_at.empty() ? "SIGKILL" : crash_at.c_str(), lines, round_acked, round_stored,
+        resent_dups);
     // Next round re-sends around the last stored id: some acknowledged, some maybe not.
     resend_from = std::max(0, max_seq - 40);
     resend_to = max_seq + 40;

@@ -123,8 +123,8 @@ TEST_F(StreamTest, AppendReadsBackInOrderPerPartition) {
   Register({.name = "clicks", .partitions = 4});
   std::vector<Event> events;
   for (int i = 0; i < 200; ++i) {
-    events.push_back(Ev("user-" + std::to_string(i % 13), 1000 + i, "",
-                        "{\"i\":" + std::to_string(i) + "}"));
+    events.push_back(
+        Ev("user-" + std::to_string(i % 13), 1000 + i, "", "{\"i\":" + std::to_string(i) + "}"));
   }
   auto r = log_->Append("clicks", events);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -236,8 +236,8 @@ TEST_F(StreamTest, ConcurrentAppendersAckedExactlyOnceInOrder) {
         ASSERT_TRUE(r.ok()) << r.status().ToString();
         ASSERT_EQ(r->events.size(), batch.size());
         for (size_t i = 0; i < batch.size(); ++i) {
-          acks[t].push_back({t, seq - static_cast<int>(batch.size()) + static_cast<int>(i),
-                             r->events[i]});
+          acks[t].push_back(
+              {t, seq - static_cast<int>(batch.size()) + static_cast<int>(i), r->events[i]});
         }
       }
     });

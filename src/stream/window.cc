@@ -14,7 +14,9 @@ namespace {
 using internal::GetVarint64;
 using internal::PutVarint64;
 
-uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
 int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
 
 void PutDouble(std::string* out, double d) {
@@ -39,20 +41,27 @@ bool GetSigned(std::string_view* in, int64_t* v) {
 
 std::string_view AggName(Agg agg) {
   switch (agg) {
-    case Agg::kCount: return "count";
-    case Agg::kSum: return "sum";
-    case Agg::kAvg: return "avg";
-    case Agg::kMin: return "min";
-    case Agg::kMax: return "max";
-    case Agg::kLast: return "last";
-    case Agg::kCountDistinct: return "count_distinct";
+    case Agg::kCount:
+      return "count";
+    case Agg::kSum:
+      return "sum";
+    case Agg::kAvg:
+      return "avg";
+    case Agg::kMin:
+      return "min";
+    case Agg::kMax:
+      return "max";
+    case Agg::kLast:
+      return "last";
+    case Agg::kCountDistinct:
+      return "count_distinct";
   }
   return "?";
 }
 
 Result<Agg> ParseAgg(std::string_view name) {
-  for (Agg a : {Agg::kCount, Agg::kSum, Agg::kAvg, Agg::kMin, Agg::kMax, Agg::kLast,
-                Agg::kCountDistinct}) {
+  for (Agg a :
+       {Agg::kCount, Agg::kSum, Agg::kAvg, Agg::kMin, Agg::kMax, Agg::kLast, Agg::kCountDistinct}) {
     if (AggName(a) == name) return a;
   }
   return InvalidArgument("unknown aggregation '" + std::string(name) + "'");
@@ -136,7 +145,10 @@ double HyperLogLog::Estimate() const {
     sum = zeros;
     for (uint32_t e : sparse_) sum += std::ldexp(1.0, -static_cast<int>(e & 0xff));
   }
-  const double alpha = p_ == 4 ? 0.673 : p_ == 5 ? 0.697 : p_ == 6 ? 0.709 : 0.7213 / (1 + 1.079 / m);
+  const double alpha = p_ == 4   ? 0.673
+                       : p_ == 5 ? 0.697
+                       : p_ == 6 ? 0.709
+                                 : 0.7213 / (1 + 1.079 / m);
   double estimate = alpha * m * m / sum;
   if (estimate <= 2.5 * m && zeros > 0) estimate = m * std::log(m / zeros);  // linear counting
   return estimate;
@@ -265,13 +277,11 @@ void TileState::Evict(int64_t horizon_us) {
   // those ending after horizon - min(G, max_window). Coarse blocks: after horizon - max_window.
   const int64_t fine_keep = horizon_ - std::min(G, config_.max_window_us);
   const int64_t coarse_keep = horizon_ - config_.max_window_us;
-  auto fine_end = std::find_if(fine_.begin(), fine_.end(), [&](const auto& t) {
-    return (t.first + 1) * g > fine_keep;
-  });
+  auto fine_end = std::find_if(fine_.begin(), fine_.end(),
+                               [&](const auto& t) { return (t.first + 1) * g > fine_keep; });
   fine_.erase(fine_.begin(), fine_end);
-  auto coarse_end = std::find_if(coarse_.begin(), coarse_.end(), [&](const auto& t) {
-    return (t.first + 1) * G > coarse_keep;
-  });
+  auto coarse_end = std::find_if(coarse_.begin(), coarse_.end(),
+                                 [&](const auto& t) { return (t.first + 1) * G > coarse_keep; });
   coarse_.erase(coarse_.begin(), coarse_end);
 }
 
@@ -326,13 +336,27 @@ Result<WindowValue> TileState::Read(int64_t t, int64_t w) const {
   out.exact = exact;
   const bool any = acc.count > 0;
   switch (agg_) {
-    case Agg::kCount: out.value = static_cast<double>(acc.count); break;
-    case Agg::kSum: out.value = acc.sum; break;
-    case Agg::kAvg: if (any) out.value = acc.sum / static_cast<double>(acc.count); break;
-    case Agg::kMin: if (any) out.value = acc.min; break;
-    case Agg::kMax: if (any) out.value = acc.max; break;
-    case Agg::kLast: if (any) out.value = acc.last_value; break;
-    case Agg::kCountDistinct: out.value = acc.hll ? std::round(acc.hll->Estimate()) : 0.0; break;
+    case Agg::kCount:
+      out.value = static_cast<double>(acc.count);
+      break;
+    case Agg::kSum:
+      out.value = acc.sum;
+      break;
+    case Agg::kAvg:
+      if (any) out.value = acc.sum / static_cast<double>(acc.count);
+      break;
+    case Agg::kMin:
+      if (any) out.value = acc.min;
+      break;
+    case Agg::kMax:
+      if (any) out.value = acc.max;
+      break;
+    case Agg::kLast:
+      if (any) out.value = acc.last_value;
+      break;
+    case Agg::kCountDistinct:
+      out.value = acc.hll ? std::round(acc.hll->Estimate()) : 0.0;
+      break;
   }
   return out;
 }
@@ -343,11 +367,18 @@ void PutPartial(std::string* out, Agg agg, const TileState::Partial& p) {
   PutVarint64(out, static_cast<uint64_t>(p.count));
   PutVarint64(out, ZigZag(p.max_time));
   switch (agg) {
-    case Agg::kCount: break;
+    case Agg::kCount:
+      break;
     case Agg::kSum:
-    case Agg::kAvg: PutDouble(out, p.sum); break;
-    case Agg::kMin: PutDouble(out, p.min); break;
-    case Agg::kMax: PutDouble(out, p.max); break;
+    case Agg::kAvg:
+      PutDouble(out, p.sum);
+      break;
+    case Agg::kMin:
+      PutDouble(out, p.min);
+      break;
+    case Agg::kMax:
+      PutDouble(out, p.max);
+      break;
     case Agg::kLast:
       PutVarint64(out, ZigZag(p.last_time));
       PutDouble(out, p.last_value);
@@ -364,12 +395,17 @@ bool GetPartial(std::string_view* in, Agg agg, int hll_p, TileState::Partial* p)
   if (!GetVarint64(in, &count) || !GetSigned(in, &p->max_time)) return false;
   p->count = static_cast<int64_t>(count);
   switch (agg) {
-    case Agg::kCount: return true;
+    case Agg::kCount:
+      return true;
     case Agg::kSum:
-    case Agg::kAvg: return GetDouble(in, &p->sum);
-    case Agg::kMin: return GetDouble(in, &p->min);
-    case Agg::kMax: return GetDouble(in, &p->max);
-    case Agg::kLast: return GetSigned(in, &p->last_time) && GetDouble(in, &p->last_value);
+    case Agg::kAvg:
+      return GetDouble(in, &p->sum);
+    case Agg::kMin:
+      return GetDouble(in, &p->min);
+    case Agg::kMax:
+      return GetDouble(in, &p->max);
+    case Agg::kLast:
+      return GetSigned(in, &p->last_time) && GetDouble(in, &p->last_value);
     case Agg::kCountDistinct: {
       if (in->empty()) return false;
       const bool has = (*in)[0] == 1;
@@ -427,18 +463,22 @@ bool GetTiles(std::string_view* in, Agg agg, int hll_p,
 std::string TileState::Serialize() const {
   std::string out;
   out.reserve(32 + (fine_.size() + coarse_.size()) * 16);
-  out.push_back(1);  // format version
-  out.push_back(static_cast<char>(agg_));
-  PutVarint64(&out, static_cast<uint64_t>(config_.fine_tile_us));
-  PutVarint64(&out, static_cast<uint64_t>(config_.coarse_tile_us));
-  PutVarint64(&out, static_cast<uint64_t>(config_.max_window_us));
-  PutVarint64(&out, static_cast<uint64_t>(config_.allowed_lateness_us));
-  out.push_back(static_cast<char>(config_.hll_precision));
-  PutVarint64(&out, ZigZag(max_event_time_));
-  PutVarint64(&out, ZigZag(horizon_));
-  PutTiles(&out, agg_, fine_);
-  PutTiles(&out, agg_, coarse_);
+  SerializeTo(&out);
   return out;
+}
+
+void TileState::SerializeTo(std::string* out) const {
+  out->push_back(1);  // format version
+  out->push_back(static_cast<char>(agg_));
+  PutVarint64(out, static_cast<uint64_t>(config_.fine_tile_us));
+  PutVarint64(out, static_cast<uint64_t>(config_.coarse_tile_us));
+  PutVarint64(out, static_cast<uint64_t>(config_.max_window_us));
+  PutVarint64(out, static_cast<uint64_t>(config_.allowed_lateness_us));
+  out->push_back(static_cast<char>(config_.hll_precision));
+  PutVarint64(out, ZigZag(max_event_time_));
+  PutVarint64(out, ZigZag(horizon_));
+  PutTiles(out, agg_, fine_);
+  PutTiles(out, agg_, coarse_);
 }
 
 Result<TileState> TileState::Deserialize(std::string_view in) {

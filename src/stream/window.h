@@ -3,8 +3,8 @@
 // column family and a Watermark per partition.
 //
 // Window semantics (the contract a differential test against SQL is written to):
-//   Times are UTC micros. Tiles are half-open on the left: fine tile k covers (k*g, (k+1)*g], coarse
-//   block b covers (b*G, (b+1)*G], g = fine_tile_us, G = coarse_tile_us (a multiple of g).
+//   Times are UTC micros. Tiles are half-open on the left: fine tile k covers (k*g, (k+1)*g],
+//   coarse block b covers (b*G, (b+1)*G], g = fine_tile_us, G = coarse_tile_us (a multiple of g).
 //   ceil_x(t) is the smallest multiple of x that is >= t. For a window W, the tail granularity is
 //   h = g when W <= G, else h = G; W must be a multiple of h.
 //   Read(t, W) aggregates every applied event e with  ceil_h(t) - W < e <= ceil_g(t).
@@ -37,7 +37,7 @@ Result<Agg> ParseAgg(std::string_view name);
 // thread-safe (a value type).
 class HyperLogLog {
  public:
-  explicit HyperLogLog(int precision = 12);  // clamped to [4, 18]
+  explicit HyperLogLog(int precision = 12);     // clamped to [4, 18]
   static uint64_t Hash(std::string_view item);  // stable across platforms (FNV-1a + splitmix64)
   void Add(std::string_view item) { AddHash(Hash(item)); }
   void AddHash(uint64_t hash);
@@ -60,10 +60,10 @@ class HyperLogLog {
 };
 
 struct TileConfig {
-  int64_t fine_tile_us = 60'000'000;        // g
-  int64_t coarse_tile_us = 3'600'000'000;   // G, a multiple of g
-  int64_t max_window_us = 86'400'000'000;   // longest window that will be read
-  int64_t allowed_lateness_us = 0;          // how far behind its newest event a key may still get events
+  int64_t fine_tile_us = 60'000'000;       // g
+  int64_t coarse_tile_us = 3'600'000'000;  // G, a multiple of g
+  int64_t max_window_us = 86'400'000'000;  // longest window that will be read
+  int64_t allowed_lateness_us = 0;  // how far behind its newest event a key may still get events
   int hll_precision = 12;
 };
 
@@ -96,6 +96,9 @@ class TileState {
   void Evict(int64_t horizon_us);
 
   std::string Serialize() const;
+  // Appends exactly what Serialize returns to `out` (no temporary: the features writer encodes
+  // every touched key's tiles per poll).
+  void SerializeTo(std::string* out) const;
   static Result<TileState> Deserialize(std::string_view bytes);  // kDataLoss when corrupt
 
   Agg agg() const { return agg_; }

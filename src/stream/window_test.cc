@@ -39,8 +39,8 @@ TEST(WindowTest, HeadIsExactTailIsTileGranular) {
   TileConfig c;  // 1-minute tiles, 1-hour blocks, 24 h max
   auto s = *TileState::Create(Agg::kCount, c);
   const int64_t base = 1000 * kHour;
-  s.Add(base + 1 * kMin, 1);            // in tile (base, base+1m]
-  s.Add(base + 1 * kMin + 1, 1);        // next tile
+  s.Add(base + 1 * kMin, 1);      // in tile (base, base+1m]
+  s.Add(base + 1 * kMin + 1, 1);  // next tile
   s.Add(base + 2 * kMin + 30 * kSec, 1);
   // Read at base+3m, 2-minute window: ceil(t) - W = base+1m < e <= base+3m.
   auto r = *s.Read(base + 3 * kMin, 2 * kMin);
@@ -59,9 +59,7 @@ TEST(WindowTest, HeadIsExactTailIsTileGranular) {
   EXPECT_EQ(s.Read(base, 90 * kMin).status().code(), Code::kInvalidArgument);  // > G: hours
   EXPECT_EQ(s.Read(base, 25 * kHour).status().code(), Code::kInvalidArgument);
   EXPECT_TRUE(s.Read(base, 2 * kHour).ok());
-  EXPECT_EQ(TileState::Create(Agg::kSum, {.fine_tile_us = 7, .coarse_tile_us = 10})
-                .status()
-                .code(),
+  EXPECT_EQ(TileState::Create(Agg::kSum, {.fine_tile_us = 7, .coarse_tile_us = 10}).status().code(),
             Code::kInvalidArgument);
 }
 
@@ -131,13 +129,27 @@ Expected Reference(Agg agg, const std::vector<RefEvent>& events, int64_t t, int6
   }
   const bool any = out.count > 0;
   switch (agg) {
-    case Agg::kCount: out.value = static_cast<double>(out.count); break;
-    case Agg::kSum: out.value = sum; break;
-    case Agg::kAvg: if (any) out.value = sum / static_cast<double>(out.count); break;
-    case Agg::kMin: if (any) out.value = mn; break;
-    case Agg::kMax: if (any) out.value = mx; break;
-    case Agg::kLast: if (any) out.value = last; break;
-    case Agg::kCountDistinct: out.value = static_cast<double>(items.size()); break;
+    case Agg::kCount:
+      out.value = static_cast<double>(out.count);
+      break;
+    case Agg::kSum:
+      out.value = sum;
+      break;
+    case Agg::kAvg:
+      if (any) out.value = sum / static_cast<double>(out.count);
+      break;
+    case Agg::kMin:
+      if (any) out.value = mn;
+      break;
+    case Agg::kMax:
+      if (any) out.value = mx;
+      break;
+    case Agg::kLast:
+      if (any) out.value = last;
+      break;
+    case Agg::kCountDistinct:
+      out.value = static_cast<double>(items.size());
+      break;
   }
   return out;
 }
@@ -156,12 +168,12 @@ TEST_P(WindowDifferentialTest, MatchesBruteForce) {
   std::map<int, TileState> states;
   std::map<int, std::vector<RefEvent>> ref;
   Watermark watermark(config.allowed_lateness_us);  // one partition
-  int64_t now = 1'750'000'000 * kSec + 17;  // not aligned to any tile
+  int64_t now = 1'750'000'000 * kSec + 17;          // not aligned to any tile
   int64_t late = 0, reads = 0, inexact_reads = 0;
   for (int i = 0; i < 12'000; ++i) {
     now += uniform(0, 40 * kSec);
     if (i % 3000 == 2999) now += 30 * kHour;  // gaps longer than every window
-    int64_t e = now - uniform(0, 11 * kMin);   // out of order, mostly within lateness
+    int64_t e = now - uniform(0, 11 * kMin);  // out of order, mostly within lateness
     if (uniform(0, 99) < 3) e = now - uniform(kHour, 30 * kHour);  // far too late
     const int key = static_cast<int>(uniform(0, kKeys - 1));
     const double v = static_cast<double>(uniform(-1000, 1000));

@@ -18,12 +18,18 @@ void WriteRun(JsonWriter& w, const flow::RunInfo& r) {
     }
   };
   w.BeginObject()
-      .Key("id").String(r.id)
-      .Key("job").String(r.job)
-      .Key("trigger").String(flow::TriggerName(r.trigger))
-      .Key("status").String(flow::RunStatusName(r.status))
-      .Key("attempt").Int(r.attempt)
-      .Key("max_attempts").Int(r.max_attempts);
+      .Key("id")
+      .String(r.id)
+      .Key("job")
+      .String(r.job)
+      .Key("trigger")
+      .String(flow::TriggerName(r.trigger))
+      .Key("status")
+      .String(flow::RunStatusName(r.status))
+      .Key("attempt")
+      .Int(r.attempt)
+      .Key("max_attempts")
+      .Int(r.max_attempts);
   if (r.interval_end > r.interval_start) {
     w.Key("interval").BeginObject();
     ts("start", r.interval_start);
@@ -36,12 +42,19 @@ void WriteRun(JsonWriter& w, const flow::RunInfo& r) {
   if (r.started_at > 0 && r.finished_at >= r.started_at) {
     w.Key("duration_ms").Double(static_cast<double>(r.finished_at - r.started_at) / 1000.0);
   }
-  w.Key("rows_in").Int(r.rows_in).Key("rows_out").Int(r.rows_out).Key("rows_rejected").Int(
-      r.rows_rejected);
+  w.Key("rows_in")
+      .Int(r.rows_in)
+      .Key("rows_out")
+      .Int(r.rows_out)
+      .Key("rows_rejected")
+      .Int(r.rows_rejected);
   if (r.error_code != Code::kOk || !r.error.empty()) {
-    w.Key("error").BeginObject()
-        .Key("code").String(CodeName(r.error_code))
-        .Key("message").String(r.error)
+    w.Key("error")
+        .BeginObject()
+        .Key("code")
+        .String(CodeName(r.error_code))
+        .Key("message")
+        .String(r.error)
         .EndObject();
   }
   w.Key("output_tables").BeginArray();
@@ -52,7 +65,6 @@ void WriteRun(JsonWriter& w, const flow::RunInfo& r) {
   if (!r.backfill_id.empty()) w.Key("backfill_id").String(r.backfill_id);
   w.EndObject();
 }
-
 
 Result<std::shared_ptr<flow::Scheduler>> SchedulerOf(Services* s) {
   auto sched = s->batch->scheduler();
@@ -82,7 +94,8 @@ Result<Response> StartRun(Services* s, const Request& req) {
   ASSIGN_OR_RETURN(json::object body, ParseJsonObject(req.body));
   const auto* job = body.if_contains("job");
   if (!job || !job->is_string()) {
-    return InvalidArgument("field 'job' (e.g. \"source:orders\" or \"model:daily_revenue\") is required");
+    return InvalidArgument(
+        "field 'job' (e.g. \"source:orders\" or \"model:daily_revenue\") is required");
   }
   std::string params = "{}";
   if (const auto* p = body.if_contains("params")) {
@@ -133,11 +146,11 @@ Result<Response> GetRun(Services* s, const Request& req) {
 Result<Micros> ParseTime(const json::object& body, const char* key) {
   const auto* v = body.if_contains(key);
   if (!v || !v->is_string()) {
-    return InvalidArgument(std::string("field '") + key + "' (a date or RFC 3339 time) is required");
+    return InvalidArgument(std::string("field '") + key +
+                           "' (a date or RFC 3339 time) is required");
   }
   return ParseRfc3339(v->as_string());
 }
-
 
 Result<Response> Backfill(Services* s, const Request& req) {
   ASSIGN_OR_RETURN(json::object body, ParseJsonObject(req.body));
@@ -156,8 +169,9 @@ Result<Response> Backfill(Services* s, const Request& req) {
 }
 
 Result<Response> Lineage(Services* s, const Request& req) {
-  ASSIGN_OR_RETURN(lake::TableRef ref, lake::ParseTableRef(std::string(req.PathParam("zone")) + "." +
-                                                           std::string(req.PathParam("table"))));
+  ASSIGN_OR_RETURN(lake::TableRef ref,
+                   lake::ParseTableRef(std::string(req.PathParam("zone")) + "." +
+                                       std::string(req.PathParam("table"))));
   ASSIGN_OR_RETURN(std::string out, s->batch->LineageJson(ref));
   return Response::Json(std::move(out));
 }
@@ -178,8 +192,8 @@ constexpr std::string_view kRunSchema =
     R"("detail":{"type":"object"},"error":{"type":"object"}}})";
 
 std::string RunsSchema() {
-  return R"({"type":"object","properties":{"runs":{"type":"array","items":)" + std::string(kRunSchema) +
-         "}}}";
+  return R"({"type":"object","properties":{"runs":{"type":"array","items":)" +
+         std::string(kRunSchema) + "}}}";
 }
 
 }  // namespace
@@ -198,10 +212,8 @@ std::string ApplyReportToJson(const batch::ApplyReport& report) {
   JsonWriter w(&out);
   w.BeginObject().Key("dry_run").Bool(report.dry_run).Key("changes").BeginArray();
   for (const auto& c : report.changes) {
-    w.BeginObject()
-        .Key("action").String(c.action)
-        .Key("kind").String(c.kind)
-        .Key("name").String(c.name);
+    w.BeginObject().Key("action").String(c.action).Key("kind").String(c.kind).Key("name").String(
+        c.name);
     if (!c.note.empty()) w.Key("note").String(c.note);
     w.EndObject();
   }

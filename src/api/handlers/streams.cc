@@ -9,9 +9,12 @@ Response IngestResponse(const realtime::IngestReport& r) {
   std::string out;
   JsonWriter w(&out);
   w.BeginObject()
-      .Key("accepted").Int(r.accepted)
-      .Key("duplicates").Int(r.duplicates)
-      .Key("rejected").BeginArray();
+      .Key("accepted")
+      .Int(r.accepted)
+      .Key("duplicates")
+      .Int(r.duplicates)
+      .Key("rejected")
+      .BeginArray();
   for (const auto& e : r.rejected) {
     w.BeginObject().Key("index").Uint(e.index).Key("error").String(e.error).EndObject();
   }
@@ -68,10 +71,14 @@ Result<Response> Online(Services* s, const Request& req) {
   std::string out;
   JsonWriter w(&out);
   w.BeginObject()
-      .Key("view").String(v.view)
-      .Key("key").String(v.key)
-      .Key("as_of").String(FormatRfc3339(v.as_of_us))
-      .Key("features").BeginObject();
+      .Key("view")
+      .String(v.view)
+      .Key("key")
+      .String(v.key)
+      .Key("as_of")
+      .String(FormatRfc3339(v.as_of_us))
+      .Key("features")
+      .BeginObject();
   for (const auto& f : v.values) {
     w.Key(f.name);
     if (f.value) {

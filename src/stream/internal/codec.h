@@ -55,7 +55,8 @@ int64_t LogKeyOffset(std::string_view key);
 std::string EncodeEventBody(const Event& e);
 bool DecodeLogValue(std::string_view value, int64_t* ingest_time, Event* e);
 
-// dedup:   'i' <stream> 0x00 <event_id>                       -> partition u32, offset u64, ingest u64
+// dedup:   'i' <stream> 0x00 <event_id>                       -> partition u32, offset u64, ingest
+// u64
 //          't' <stream> 0x00 <ingest_time u64 BE> <event_id>  -> "" (expiry index)
 std::string DedupIdKey(std::string_view stream, std::string_view event_id);
 std::string DedupTimePrefix(std::string_view stream);
@@ -82,7 +83,7 @@ std::string PartitionMetaKey(std::string_view stream, int32_t partition);
 struct PartitionMeta {
   int64_t next_offset = 0;
   int64_t begin_offset = 0;
-  int64_t bytes = 0;          // sum of key+value sizes of retained records
+  int64_t bytes = 0;  // sum of key+value sizes of retained records
   int64_t last_ingest_us = 0;
 };
 std::string EncodePartitionMeta(const PartitionMeta& m);

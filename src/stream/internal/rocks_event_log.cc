@@ -96,8 +96,8 @@ class RocksEventLog final : public EventLog {
       cfs.emplace_back(name, cfo);
     }
     rocksdb::DB* raw = nullptr;
-    RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(dbo, path, cfs, &handles_, &raw),
-                              "open event log at " + path));
+    RETURN_IF_ERROR(
+        FromRocks(rocksdb::DB::Open(dbo, path, cfs, &handles_, &raw), "open event log at " + path));
     db_.reset(raw);
     log_ = handles_[1];
     dedup_ = handles_[2];
@@ -109,7 +109,9 @@ class RocksEventLog final : public EventLog {
     return Status::Ok();
   }
 
-  RocksHandle Handle() const { return RocksHandle{db_.get(), log_, dedup_, offsets_, state_, meta_}; }
+  RocksHandle Handle() const {
+    return RocksHandle{db_.get(), log_, dedup_, offsets_, state_, meta_};
+  }
 
   Status RegisterStream(const StreamOptions& o) override {
     RETURN_IF_ERROR(ValidateName("stream", o.name));
@@ -122,7 +124,8 @@ class RocksEventLog final : public EventLog {
     std::lock_guard<std::mutex> w(write_mu_);
     StreamState* existing = FindStream(o.name);
     rocksdb::WriteBatch wb;
-    RETURN_IF_ERROR(FromRocks(wb.Put(meta_, StreamMetaKey(o.name), EncodeStreamOptions(o)), "batch"));
+    RETURN_IF_ERROR(
+        FromRocks(wb.Put(meta_, StreamMetaKey(o.name), EncodeStreamOptions(o)), "batch"));
     if (existing) {
       if (static_cast<int>(existing->partitions.size()) != o.partitions) {
         return Conflict("stream '" + o.name + "' has " +
@@ -139,7 +142,8 @@ class RocksEventLog final : public EventLog {
     for (int p = 0; p < o.partitions; ++p) {
       auto ps = std::make_unique<PartitionState>();
       ps->meta_key = PartitionMetaKey(o.name, p);
-      RETURN_IF_ERROR(FromRocks(wb.Put(meta_, ps->meta_key, EncodePartitionMeta(ps->meta)), "batch"));
+      RETURN_IF_ERROR(
+          FromRocks(wb.Put(meta_, ps->meta_key, EncodePartitionMeta(ps->meta)), "batch"));
       s->partitions.push_back(std::move(ps));
     }
     RETURN_IF_ERROR(WriteSync(&wb, "register stream"));
@@ -206,8 +210,8 @@ class RocksEventLog final : public EventLog {
       }
       const size_t n = e.key.size() + e.event_id.size() + e.payload.size();
       if (n > options_.max_event_bytes) {
-        done(Status(Code::kPayloadTooLarge, "event of " + std::to_string(n) +
-                                                " bytes exceeds max_event_bytes"));
+        done(Status(Code::kPayloadTooLarge,
+                    "event of " + std::to_string(n) + " bytes exceeds max_event_bytes"));
         return;
       }
       req->partitions.push_back(PartitionForKey(e.key, parts));
@@ -296,9 +300,9 @@ class RocksEventLog final : public EventLog {
     RETURN_IF_ERROR(ValidateName("consumer", consumer));
     if (!FindStream(stream)) return NotFound("no stream '" + std::string(stream) + "'");
     rocksdb::WriteBatch wb;
-    RETURN_IF_ERROR(FromRocks(
-        wb.Put(meta_, ConsumerMetaKey(stream, consumer), std::string(1, durable ? 1 : 0)),
-        "batch"));
+    RETURN_IF_ERROR(
+        FromRocks(wb.Put(meta_, ConsumerMetaKey(stream, consumer), std::string(1, durable ? 1 : 0)),
+                  "batch"));
     return WriteSync(&wb, "register consumer");
   }
 
@@ -514,8 +518,8 @@ class RocksEventLog final : public EventLog {
     int64_t lo = m.begin_offset, hi = m.next_offset;
     while (lo < hi) {
       int64_t mid = lo + (hi - lo) / 2;
-      RETURN_IF_ERROR(FromRocks(db_->Get(ro, log_, LogKey(stream, partition, mid), &v),
-                                "seek time"));
+      RETURN_IF_ERROR(
+          FromRocks(db_->Get(ro, log_, LogKey(stream, partition, mid), &v), "seek time"));
       if (v.size() < 8) return Status(Code::kDataLoss, "bad log record");
       if (static_cast<int64_t>(GetFixed64BE(v.data())) >= time_us) {
         hi = mid;
@@ -558,11 +562,12 @@ class RocksEventLog final : public EventLog {
                                   "load partition " + name));
         if (!DecodePartitionMeta(v, &ps->meta)) return Status(Code::kDataLoss, "bad meta");
         // The meta and the log are written in one batch; check that they agree.
-        auto next = db_->Get(rocksdb::ReadOptions(), log_, LogKey(name, p, ps->meta.next_offset), &v);
-        bool last_ok = ps->meta.next_offset == ps->meta.begin_offset ||
-                       db_->Get(rocksdb::ReadOptions(), log_,
-                                LogKey(name, p, ps->meta.next_offset - 1), &v)
-                           .ok();
+        auto next =
+            db_->Get(rocksdb::ReadOptions(), log_, LogKey(name, p, ps->meta.next_offset), &v);
+        bool last_ok =
+            ps->meta.next_offset == ps->meta.begin_offset ||
+            db_->Get(rocksdb::ReadOptions(), log_, LogKey(name, p, ps->meta.next_offset - 1), &v)
+                .ok();
         if (!next.IsNotFound() || !last_ok) {
           return Status(Code::kDataLoss, "log of " + name + "/" + std::to_string(p) +
                                              " disagrees with its partition meta");
@@ -672,7 +677,8 @@ class RocksEventLog final : public EventLog {
         CrashPoint("stream.commit.after_write");
       }
       if (failed.ok()) {
-        for (auto& [ps, old] : saved) ps->end.store(ps->meta.next_offset, std::memory_order_release);
+        for (auto& [ps, old] : saved)
+          ps->end.store(ps->meta.next_offset, std::memory_order_release);
         for (auto& a : appended) results.emplace_back(std::move(a));
       } else {
         for (auto& [ps, old] : saved) ps->meta = old;
