@@ -44,6 +44,16 @@ Status AddStreamRoutes(Router& router, Services* services);
 // Every route of the server, OpenAPI document included.
 Status AddAllRoutes(Router& router, Services* services);
 
+// A SyncHandler from a function (Services*, const Request&) -> Result<Response>: errors become
+// the API's error replies.
+template <typename F>
+SyncHandler Wrap(Services* s, F f) {
+  return [s, f](const Request& req) {
+    auto r = f(s, req);
+    return r.ok() ? std::move(r).value() : Response::Error(r.status());
+  };
+}
+
 // Shapes shared by the API and the CLI's embedded mode, so both print the same thing.
 std::string RunsToJson(const std::vector<flow::RunInfo>& runs);
 std::string ApplyReportToJson(const batch::ApplyReport& report);

@@ -32,27 +32,6 @@ namespace {
 constexpr Micros kFarPast = -62135596800000000;    // 0001-01-01
 constexpr Micros kFarFuture = 253402300799000000;  // 9999-12-31T23:59:59
 
-std::vector<fs::path> FilesIn(const fs::path& dir, std::initializer_list<std::string_view> exts) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (!e.is_regular_file()) continue;
-    std::string ext = e.path().extension().string();
-    for (auto want : exts) {
-      if (ext == want) out.push_back(e.path());
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-std::string Relative(const fs::path& p, const fs::path& base) {
-  std::error_code ec;
-  auto r = fs::relative(p, base, ec);
-  return ec ? p.string() : r.generic_string();
-}
-
 // A model's definition body: its SQL and YAML texts as one JSON object.
 std::string ModelBody(const std::string& sql, const std::string& yaml) {
   std::string out;
@@ -159,13 +138,13 @@ Result<ProjectFiles> Batch::ReadProject() {
   ProjectFiles out;
   std::vector<std::string> errors;
   const fs::path& project = options_.project;
-  for (const auto& f : FilesIn(project / "sources", {".yaml", ".yml"})) {
+  for (const auto& f : ListFiles(project / "sources", {".yaml", ".yml"})) {
     auto text = ReadFile(f);
     if (!text.ok()) {
       errors.push_back(text.status().message());
       continue;
     }
-    std::string origin = Relative(f, project);
+    std::string origin = RelativePath(f, project);
     auto spec = ingest::ParseSource(*text, origin);
     if (!spec.ok()) {
       errors.push_back(spec.status().message());
@@ -192,8 +171,8 @@ Result<ProjectFiles> Batch::ReadProject() {
           auto y = ReadFile(m.yaml_file);
           if (y.ok()) yaml = *y;
         }
-        std::string origin = Relative(m.sql_file, project);
-        if (!m.yaml_file.empty()) origin += "," + Relative(m.yaml_file, project);
+        std::string origin = RelativePath(m.sql_file, project);
+        if (!m.yaml_file.empty()) origin += "," + RelativePath(m.yaml_file, project);
         out.definitions.push_back(
             {"model", m.name, ModelBody(sql.ok() ? *sql : m.sql, yaml), origin});
       }

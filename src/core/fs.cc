@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -79,6 +80,29 @@ Status CreateDirs(const fs::path& path) {
   fs::create_directories(path, ec);
   if (ec) return IoError("create directory " + path.string() + ": " + ec.message());
   return Status::Ok();
+}
+
+std::vector<fs::path> ListFiles(const fs::path& dir,
+                                std::initializer_list<std::string_view> extensions) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec)) continue;
+    std::string ext = e.path().extension().string();
+    for (auto want : extensions) {
+      if (ext == want) out.push_back(e.path());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string RelativePath(const fs::path& path, const fs::path& base) {
+  std::error_code ec;
+  auto r = fs::relative(path, base, ec);
+  if (ec || r.empty() || r.native().rfind("..", 0) == 0) return path.generic_string();
+  return r.generic_string();
 }
 
 Result<LockFile> LockFile::Acquire(const fs::path& path, std::string_view note) {

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/status.h"
 
@@ -14,6 +15,12 @@ Status FsyncPath(const std::filesystem::path& path);  // a file or a directory
 Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data);
 Result<std::string> ReadFile(const std::filesystem::path& path);
 Status CreateDirs(const std::filesystem::path& path);
+// Regular files directly in `dir` whose extension is one of `extensions` (".yaml"), sorted; none
+// when `dir` does not exist.
+std::vector<std::filesystem::path> ListFiles(const std::filesystem::path& dir,
+                                             std::initializer_list<std::string_view> extensions);
+// `path` relative to `base` with '/' separators (the path itself when it is not below base).
+std::string RelativePath(const std::filesystem::path& path, const std::filesystem::path& base);
 
 // An exclusive advisory lock (flock) on a file, held for the object's lifetime. Writes the
 // holder's pid and the given note into the file for diagnostics.

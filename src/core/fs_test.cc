@@ -46,6 +46,21 @@ TEST(FsTest, LockFileIsExclusiveAcrossProcesses) {
   fs::remove_all(d);
 }
 
+TEST(FsTest, ListFilesFiltersAndSorts) {
+  fs::path d = TempDir();
+  for (const char* n : {"b.yaml", "a.yml", "c.sql", "z.yaml.bak"})
+    ASSERT_TRUE(WriteFileAtomic(d / n, "x").ok());
+  fs::create_directories(d / "sub.yaml");
+  auto files = ListFiles(d, {".yaml", ".yml"});
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[0].filename(), "a.yml");
+  EXPECT_EQ(files[1].filename(), "b.yaml");
+  EXPECT_TRUE(ListFiles(d / "missing", {".yaml"}).empty());
+  EXPECT_EQ(RelativePath(d / "sources" / "x.yaml", d), "sources/x.yaml");
+  EXPECT_EQ(RelativePath("/elsewhere/x", d), "/elsewhere/x");
+  fs::remove_all(d);
+}
+
 TEST(IdsTest, UuidsAndHashes) {
   std::string a = NewUuid(), b = NewUuid();
   EXPECT_EQ(a.size(), 36u);

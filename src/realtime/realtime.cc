@@ -27,24 +27,6 @@ struct Realtime::Applied {
 
 namespace {
 
-std::vector<fs::path> YamlFiles(const fs::path& dir) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    auto ext = e.path().extension();
-    if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml")) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-std::string Relative(const fs::path& p, const fs::path& base) {
-  std::error_code ec;
-  auto r = fs::relative(p, base, ec);
-  return ec ? p.string() : r.generic_string();
-}
-
 // A view must read a defined stream, and aggregate fields that stream has, with fitting types.
 std::vector<std::string> CrossCheck(const std::vector<stream::StreamDefinition>& streams,
                                     const std::vector<features::FeatureView>& views) {
@@ -136,13 +118,13 @@ Result<std::unique_ptr<Realtime>> Realtime::Open(catalog::Store* catalog, lake::
 Result<ProjectFiles> Realtime::ReadProject() {
   ProjectFiles out;
   std::vector<std::string> errors;
-  for (const auto& f : YamlFiles(options_.project / "streams")) {
+  for (const auto& f : ListFiles(options_.project / "streams", {".yaml", ".yml"})) {
     auto text = ReadFile(f);
     if (!text.ok()) {
       errors.push_back(text.status().message());
       continue;
     }
-    std::string origin = Relative(f, options_.project);
+    std::string origin = RelativePath(f, options_.project);
     auto def = stream::ParseStreamDefinition(*text, origin);
     if (!def.ok()) {
       errors.push_back(def.status().message());
@@ -151,13 +133,13 @@ Result<ProjectFiles> Realtime::ReadProject() {
     out.definitions.push_back({"stream", def->name, *text, origin});
     out.streams.push_back(std::move(*def));
   }
-  for (const auto& f : YamlFiles(options_.project / "features")) {
+  for (const auto& f : ListFiles(options_.project / "features", {".yaml", ".yml"})) {
     auto text = ReadFile(f);
     if (!text.ok()) {
       errors.push_back(text.status().message());
       continue;
     }
-    std::string origin = Relative(f, options_.project);
+    std::string origin = RelativePath(f, options_.project);
     auto view = features::ParseFeatureView(*text, origin);
     if (!view.ok()) {
       errors.push_back(view.status().message());

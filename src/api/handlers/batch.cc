@@ -176,14 +176,6 @@ Result<Response> Lineage(Services* s, const Request& req) {
   return Response::Json(std::move(out));
 }
 
-template <typename F>
-SyncHandler Wrap(Services* s, F f) {
-  return [s, f](const Request& req) {
-    auto r = f(s, req);
-    return r.ok() ? std::move(r).value() : Response::Error(r.status());
-  };
-}
-
 constexpr std::string_view kRunSchema =
     R"({"type":"object","properties":{"id":{"type":"string"},"job":{"type":"string"},)"
     R"("trigger":{"type":"string"},"status":{"type":"string","enum":["queued","running","succeeded","failed","cancelled"]},)"

@@ -28,14 +28,6 @@ Response ErrorWithRetry(const Status& s) {
   return r;
 }
 
-template <typename F>
-SyncHandler Wrap(Services* s, F f) {
-  return [s, f](const Request& req) {
-    auto r = f(s, req);
-    return r.ok() ? std::move(r).value() : Response::Error(r.status());
-  };
-}
-
 Result<Response> ListStreams(Services* s, const Request&) {
   std::string out;
   JsonWriter w(&out);

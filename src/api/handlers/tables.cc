@@ -155,14 +155,6 @@ Result<Response> Commit(Services* s, const Request& req) {
   return Response::Json(std::move(out), 201);
 }
 
-template <typename F>
-SyncHandler Wrap(Services* s, F f) {
-  return [s, f](const Request& req) {
-    auto r = f(s, req);
-    return r.ok() ? std::move(r).value() : Response::Error(r.status());
-  };
-}
-
 std::string TableSchema() {
   return std::string(
              R"({"type":"object","properties":{"name":{"type":"string"},"zone":{"type":"string"},)") +
