@@ -1,11 +1,13 @@
 #include "ingest/ingest.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <fstream>
+#include <cerrno>
 #include <functional>
 #include <map>
 #include <set>
@@ -41,20 +43,32 @@ std::string Hex(const unsigned char* d, size_t n) {
   return out;
 }
 
-// Streaming SHA-256 of a file (files may be larger than memory).
+// Streaming SHA-256 of a file (files may be larger than memory): 1 MiB read(2)s straight into
+// OpenSSL's EVP (SHA-NI where the CPU has it); a few % of a load's time.
 Result<std::string> Sha256File(const std::filesystem::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return IoError("cannot read " + path.string());
+  struct File {
+    int fd;
+    ~File() {
+      if (fd >= 0) ::close(fd);
+    }
+  } file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  const int fd = file.fd;
+  if (fd < 0) return IoError("cannot read " + path.string());
+  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
     return Internal("sha256 init failed");
   }
-  std::vector<char> buf(1 << 16);
-  while (f) {
-    f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    if (f.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(f.gcount()));
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError("cannot read " + path.string());
+    }
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
   }
-  if (f.bad()) return IoError("cannot read " + path.string());
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), md, &len);
@@ -167,6 +181,22 @@ const C* Find(const std::vector<C>& cols, const std::string& name) {
   return nullptr;
 }
 
+// Debug-level phase timings of a run ("ingest orders: stream 'a.csv' 812 ms"): the profile of a
+// slow load without a profiler.
+class PhaseTimer {
+ public:
+  explicit PhaseTimer(const std::string& source) : source_(source), start_(NowMicros()) {}
+  void Lap(const std::string& phase) {
+    const Micros now = NowMicros();
+    spdlog::debug("ingest {}: {} {} ms", source_, phase, (now - start_) / 1000);
+    start_ = now;
+  }
+
+ private:
+  const std::string& source_;
+  Micros start_;
+};
+
 // ---- one run ------------------------------------------------------------------------------------
 
 struct InputFile {
@@ -184,6 +214,10 @@ struct Part {
   bool json_lines = false;      // the table holds one _line column (JSON text)
   bool csv = false;
   int64_t rows = 0;  // rows read (CSV: without structural rejects)
+  // Files: how to read it again (set by SniffFile). `table` is materialised only on the slow path.
+  std::string src;       // quoted absolute path
+  std::string csv_opts;  // read_csv options after the sniff (types pinned), without the rejects
+  bool read = false;     // `table` holds every row (JSON lines, or the slow path)
 };
 
 class Run {
@@ -200,6 +234,10 @@ class Run {
         options_(options) {}
 
   ~Run() {
+    if (staging_) {
+      Status s = lake_->AbortWrite(*staging_);
+      if (!s.ok()) spdlog::warn("ingest: abort write: {}", s.ToString());
+    }
     if (!schema_.empty()) {
       Status s = engine_->Exec("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE");
       if (!s.ok()) spdlog::warn("ingest: dropping {}: {}", schema_, s.ToString());
@@ -231,7 +269,12 @@ class Run {
   Status SettlePending();
   Result<std::set<std::string>> CommittedWriteIds();
   Result<std::vector<InputFile>> ListFiles();
-  Result<Part> ReadFile(const InputFile& f, size_t index);
+  Result<Part> SniffFile(const InputFile& f, size_t index);
+  Status ReadPart(Part& p);
+  bool Streamable(const Part& p) const;
+  Status StreamPart(Part& p, size_t index);
+  Result<int64_t> StagedRows(const std::string& prefix);
+  std::string RejectingCsv(const Part& p, std::string* rj, std::string* rs) const;
   Status PlanSchema(const std::vector<Part>& parts);
   Status TypePart(const Part& p, const std::string& key_expr);
   Status CheckTypeChanges(const Part& p, const std::vector<std::pair<std::string, int64_t>>& fails);
@@ -239,11 +282,16 @@ class Run {
   // `before_commit` runs with the lake write id after the files are written, just before the
   // commit point (to record an intent that names the write).
   using BeforeCommit = std::function<Status(const std::string& write_id)>;
-  Result<lake::Snapshot> CommitData(bool overwrite, const BeforeCommit& before_commit);
+  // `staged`: a write that already holds streamed parts (files); the good table is added to it.
+  Result<lake::Snapshot> CommitData(bool overwrite, const BeforeCommit& before_commit,
+                                    std::optional<lake::Staging> staged = std::nullopt);
   Result<lake::Snapshot> CommitRejected(const BeforeCommit& before_commit);
+  // Copies `select` (when not empty) into the staging (a new write unless `staged`), then commits
+  // every file in it. On error the write is aborted.
   Result<lake::Snapshot> CopyAndCommit(const lake::TableRef& ref, const std::string& select,
                                        lake::WriteMode mode, std::optional<int64_t> expected,
-                                       const BeforeCommit& before_commit);
+                                       const BeforeCommit& before_commit,
+                                       std::optional<lake::Staging> staged = std::nullopt);
   // The type the definition or the table fixes for a column, if any.
   std::optional<std::string> FixedType(const std::string& name) const {
     if (const Column* d = Find(declared_, name)) return d->type;
@@ -278,6 +326,10 @@ class Run {
   std::optional<std::string> cursor_before_;
   std::optional<std::string> lower_;
   int64_t good_ = 0, rejected_ = 0, deduplicated_ = 0;
+  // Files: the data write the streamed parts are copied into (aborted unless committed), the
+  // good rows it holds, and the rows of the good table (slow-path parts).
+  std::optional<lake::Staging> staging_;
+  int64_t streamed_good_ = 0, table_good_ = 0;
 };
 
 Result<json::array> Run::Rows(const std::string& sql) {
@@ -456,11 +508,15 @@ Result<std::vector<InputFile>> Run::ListFiles() {
   return out;
 }
 
-Result<Part> Run::ReadFile(const InputFile& f, size_t index) {
+// Learns a file's columns without reading all of it (CSV: the sniff, types pinned to what the
+// table or definition fixes; Parquet: the footer). JSON lines are read whole here: their keys and
+// types come from every line.
+Result<Part> Run::SniffFile(const InputFile& f, size_t index) {
   Part p;
   p.origin = f.shown;
   p.table = schema_ + ".f_" + std::to_string(index);
-  const std::string src = QuoteLiteral(f.abs.string());
+  p.src = QuoteLiteral(f.abs.string());
+  const std::string& src = p.src;
   auto unreadable = [&](const Status& s) {
     return InvalidArgument("cannot read '" + f.shown + "': " + s.message());
   };
@@ -469,7 +525,7 @@ Result<Part> Run::ReadFile(const InputFile& f, size_t index) {
       p.csv = true;
       std::string opts = ", header = " + std::string(spec_.csv.header ? "true" : "false") +
                          ", delim = " + QuoteLiteral(spec_.csv.delimiter);
-      // The sniff tolerates bad lines (the read below reports them).
+      // The sniff tolerates bad lines (the read reports them).
       auto sniffed = Describe("SELECT * FROM read_csv(" + src + opts + ", ignore_errors = true)");
       if (!sniffed.ok()) return unreadable(sniffed.status());
       // Pin the types the table (or the definition) already fixes; sniff the rest.
@@ -481,26 +537,13 @@ Result<Part> Run::ReadFile(const InputFile& f, size_t index) {
         c.type = *fixed;
       }
       if (!types.empty()) opts += ", types = {" + types + "}";
-      std::string rj = "ingest_rj_" + RandomHex(6), rs = "ingest_rs_" + RandomHex(6);
-      opts += ", store_rejects = true, rejects_table = " + QuoteLiteral(rj) +
-              ", rejects_scan = " + QuoteLiteral(rs);
-      // The rejects tables are temporary (per connection): copy them in the same call.
-      Status read = Exec(
-          "CREATE TABLE " + p.table + " AS SELECT *, row_number() OVER () AS _ord FROM read_csv(" +
-          src + opts + ");\n" + "INSERT INTO " + schema_ + ".rej SELECT " + QuoteLiteral(f.shown) +
-          ", line, NULL, CASE WHEN column_name IS NULL THEN error_message ELSE 'column \"' || "
-          "column_name || '\": ' || error_message END, csv_line, column_name, "
-          "CAST(error_type AS VARCHAR) = 'CAST', line FROM " +
-          rj + ";\n" + "DROP TABLE " + rj + "; DROP TABLE " + rs + ";");
-      if (!read.ok()) {
-        (void)Exec("DROP TABLE IF EXISTS " + rj + "; DROP TABLE IF EXISTS " + rs);
-        return unreadable(read);
-      }
+      p.csv_opts = opts;
       p.columns = *sniffed;
       break;
     }
     case sql::FileFormat::kJson: {
       p.json_lines = true;
+      p.read = true;
       // One row per physical line, so line numbers are exact; parsed per column when typing.
       Status read =
           Exec("CREATE TABLE " + p.table +
@@ -530,9 +573,6 @@ Result<Part> Run::ReadFile(const InputFile& f, size_t index) {
       auto cols = Describe("SELECT * FROM read_parquet(" + src + ")");
       if (!cols.ok()) return unreadable(cols.status());
       p.columns = *cols;
-      Status read = Exec("CREATE TABLE " + p.table + " AS SELECT *, file_row_number + 1 AS _ord " +
-                         "FROM read_parquet(" + src + ", file_row_number = true)");
-      if (!read.ok()) return unreadable(read);
       break;
     }
   }
@@ -543,9 +583,186 @@ Result<Part> Run::ReadFile(const InputFile& f, size_t index) {
                              "', which ingest reserves");
     }
   }
+  if (p.read) {
+    ASSIGN_OR_RETURN(auto n, Rows("SELECT count(*) FROM " + p.table));
+    p.rows = JsonInt(n.at(0).as_array().at(0));
+  }
+  return p;
+}
+
+// read_csv of a sniffed part with DuckDB's rejects stored in two new temporary tables (per
+// connection: whoever reads them must do so in the same Exec call, then drop them).
+std::string Run::RejectingCsv(const Part& p, std::string* rj, std::string* rs) const {
+  *rj = "ingest_rj_" + RandomHex(6);
+  *rs = "ingest_rs_" + RandomHex(6);
+  return "read_csv(" + p.src + p.csv_opts +
+         ", store_rejects = true, rejects_table = " + QuoteLiteral(*rj) +
+         ", rejects_scan = " + QuoteLiteral(*rs) + ")";
+}
+
+// The slow path: every row of the file into p.table with its ordinal (_ord), DuckDB's CSV
+// rejects into <schema>.rej; TypePart types it into <schema>.good.
+Status Run::ReadPart(Part& p) {
+  if (p.read) return Status::Ok();
+  auto unreadable = [&](const Status& s) {
+    return InvalidArgument("cannot read '" + p.origin + "': " + s.message());
+  };
+  if (p.csv) {
+    std::string rj, rs;
+    std::string reader = RejectingCsv(p, &rj, &rs);
+    // The rejects tables are temporary (per connection): copy them in the same call.
+    Status read =
+        Exec("CREATE TABLE " + p.table + " AS SELECT *, row_number() OVER () AS _ord FROM " +
+             reader + ";\n" + "INSERT INTO " + schema_ + ".rej SELECT " + QuoteLiteral(p.origin) +
+             ", line, NULL, CASE WHEN column_name IS NULL THEN error_message ELSE 'column \"' || "
+             "column_name || '\": ' || error_message END, csv_line, column_name, "
+             "CAST(error_type AS VARCHAR) = 'CAST', line FROM " +
+             rj + ";\n" + "DROP TABLE " + rj + "; DROP TABLE " + rs + ";");
+    if (!read.ok()) {
+      (void)Exec("DROP TABLE IF EXISTS " + rj + "; DROP TABLE IF EXISTS " + rs);
+      return unreadable(read);
+    }
+  } else {
+    Status read = Exec("CREATE TABLE " + p.table + " AS SELECT *, file_row_number + 1 AS _ord " +
+                       "FROM read_parquet(" + p.src + ", file_row_number = true)");
+    if (!read.ok()) return unreadable(read);
+  }
+  p.read = true;
   ASSIGN_OR_RETURN(auto n, Rows("SELECT count(*) FROM " + p.table));
   p.rows = JsonInt(n.at(0).as_array().at(0));
-  return p;
+  return Status::Ok();
+}
+
+// A CSV or Parquet part whose columns already have the table's types (nothing to TRY_CAST) can be
+// streamed straight from the file into the data write.
+bool Run::Streamable(const Part& p) const {
+  if (p.read || p.json_lines) return false;
+  for (const auto& c : p.columns) {
+    const Column* t = Find(target_, c.name);
+    if (t == nullptr || t->type != c.type) return false;
+  }
+  // A file without a required column rejects every row (and a WHERE false would skip the read).
+  for (const auto& r : spec_.required) {
+    if (Find(p.columns, r) == nullptr) return false;
+  }
+  if (!spec_.cursor.empty() && Find(p.columns, spec_.cursor) == nullptr) return false;
+  return true;
+}
+
+// Rows in the staged files whose name starts with `prefix` (from the Parquet footers).
+Result<int64_t> Run::StagedRows(const std::string& prefix) {
+  int64_t rows = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(staging_->local_dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file() || it->path().extension() != ".parquet" ||
+        !it->path().filename().string().starts_with(prefix)) {
+      continue;
+    }
+    ASSIGN_OR_RETURN(auto n, Rows("SELECT CAST(COALESCE(SUM(num_rows), 0) AS BIGINT) FROM "
+                                  "parquet_file_metadata(" +
+                                  QuoteLiteral(it->path().string()) + ")"));
+    rows += JsonInt(n.at(0).as_array().at(0));
+  }
+  if (ec) return IoError("listing staging: " + ec.message());
+  return rows;
+}
+
+// The fast path: one parallel pass from the file into the data write, as TypePart would type it.
+// Rows DuckDB rejects (malformed, cast errors) are in its rejects table with their lines; rows
+// missing a required value are counted by a second (projected, parallel) scan, and only when
+// there are any, found with their ordinals by a third and typed by TypePart into <schema>.rej.
+// The share threshold is decided after every part: the write is aborted if it fails.
+Status Run::StreamPart(Part& p, size_t index) {
+  auto unreadable = [&](const Status& s) {
+    return InvalidArgument("cannot read '" + p.origin + "': " + s.message());
+  };
+  std::set<std::string> required(spec_.required.begin(), spec_.required.end());
+  if (!spec_.cursor.empty()) required.insert(spec_.cursor);
+  std::string cols, ok;
+  for (const auto& c : target_) {
+    const bool in = Find(p.columns, c.name) != nullptr;
+    const std::string q = QuoteIdentifier(c.name);
+    // A no-op cast (the types match, see Streamable), unless the read re-sniffs a column to
+    // another type than the sniff did: then it converts as INSERT INTO <schema>.good would.
+    cols += "CAST(" + (in ? q : std::string("NULL")) + " AS " + c.type + ") AS " + q + ", ";
+    if (required.count(c.name)) ok += std::string(ok.empty() ? "" : " AND ") + q + " IS NOT NULL";
+  }
+  // _batch_id as a one-value ENUM: Parquet gets the same column (BYTE_ARRAY UTF8, dictionary
+  // encoded, read back as VARCHAR), written from the enum's dictionary instead of hashing the
+  // same string for every row (a quarter of the CPU of a narrow CSV's load).
+  const std::string batch = QuoteLiteral(batch_id_);
+  const std::string select = "SELECT " + cols + Ts() + " AS " + kLoadedAt + ", CAST(" + batch +
+                             " AS ENUM(" + batch + ")) AS " + kBatchId + ", CAST(" + Ts() +
+                             " AS DATE) AS " + kLoadDate;
+  const std::string prefix = "p" + std::to_string(index) + "_";
+  const std::string copy_options =
+      " (FORMAT parquet, PARTITION_BY (" + std::string(kLoadDate) +
+      "), COMPRESSION zstd, OVERWRITE_OR_IGNORE true, FILENAME_PATTERN " +
+      QuoteLiteral(prefix + "{i}") + ")";
+  const std::string to = QuoteLiteral(staging_->local_dir.string());
+  const std::string where = ok.empty() ? "" : " WHERE " + ok;
+  int64_t missing = 0;  // rows without a required value
+  if (p.csv) {
+    std::string rj, rs;
+    std::string reader = RejectingCsv(p, &rj, &rs);
+    Status read =
+        Exec("COPY (" + select + " FROM " + reader + where + ") TO " + to + copy_options + ";\n" +
+             "INSERT INTO " + schema_ + ".rej SELECT " + QuoteLiteral(p.origin) +
+             ", line, NULL, CASE WHEN column_name IS NULL THEN error_message ELSE 'column \"' || "
+             "column_name || '\": ' || error_message END, csv_line, column_name, "
+             "CAST(error_type AS VARCHAR) = 'CAST', line FROM " +
+             rj + ";\n" + "DROP TABLE " + rj + "; DROP TABLE " + rs + ";");
+    if (!read.ok()) {
+      (void)Exec("DROP TABLE IF EXISTS " + rj + "; DROP TABLE IF EXISTS " + rs);
+      return unreadable(read);
+    }
+    if (!ok.empty()) {
+      // Counted in the same call that drops the (per connection) rejects tables again.
+      reader = RejectingCsv(p, &rj, &rs);
+      const std::string counted = schema_ + ".missing_" + std::to_string(index);
+      Status s = Exec("CREATE TABLE " + counted + " AS SELECT count(*) AS n FROM " + reader +
+                      " WHERE NOT (" + ok + ");\nDROP TABLE IF EXISTS " + rj +
+                      "; DROP TABLE IF EXISTS " + rs);
+      if (!s.ok()) {
+        (void)Exec("DROP TABLE IF EXISTS " + rj + "; DROP TABLE IF EXISTS " + rs);
+        return unreadable(s);
+      }
+      ASSIGN_OR_RETURN(auto n, Rows("SELECT n FROM " + counted));
+      missing = JsonInt(n.at(0).as_array().at(0));
+      if (missing > 0) {
+        // The ordinal of a row among those DuckDB accepted, as ReadPart numbers them.
+        reader = RejectingCsv(p, &rj, &rs);
+        Status s = Exec("CREATE TABLE " + p.table +
+                        " AS SELECT * FROM (SELECT *, row_number() OVER () AS _ord FROM " + reader +
+                        ") WHERE NOT (" + ok + ");\nDROP TABLE " + rj + "; DROP TABLE " + rs);
+        if (!s.ok()) {
+          (void)Exec("DROP TABLE IF EXISTS " + rj + "; DROP TABLE IF EXISTS " + rs);
+          return unreadable(s);
+        }
+      }
+    }
+  } else {
+    Status read = Exec("COPY (" + select + " FROM read_parquet(" + p.src + ")" + where + ") TO " +
+                       to + copy_options);
+    if (!read.ok()) return unreadable(read);
+    if (!ok.empty()) {
+      Status s = Exec("CREATE TABLE " + p.table +
+                      " AS SELECT * FROM (SELECT *, file_row_number + 1 AS _ord FROM "
+                      "read_parquet(" +
+                      p.src + ", file_row_number = true)) WHERE NOT (" + ok + ")");
+      if (!s.ok()) return unreadable(s);
+      ASSIGN_OR_RETURN(auto n, Rows("SELECT count(*) FROM " + p.table));
+      missing = JsonInt(n.at(0).as_array().at(0));
+    }
+  }
+  ASSIGN_OR_RETURN(int64_t good, StagedRows(prefix));
+  streamed_good_ += good;
+  p.rows = good + missing;
+  // p.table holds only the rows missing a required value: TypePart rejects each of them (and puts
+  // nothing into <schema>.good); it also checks for type changes, as without missing values.
+  if (missing > 0) return TypePart(p, "NULL");
+  return CheckTypeChanges(p, {});
 }
 
 // The table's data columns after this run: the table's, then columns new in the input (in input
@@ -732,7 +949,8 @@ Status Run::CheckTypeChanges(const Part& p,
 
 Status Run::CheckShare() {
   ASSIGN_OR_RETURN(auto g, Rows("SELECT count(*) FROM " + schema_ + ".good"));
-  good_ = JsonInt(g.at(0).as_array().at(0));
+  table_good_ = JsonInt(g.at(0).as_array().at(0));
+  good_ = streamed_good_ + table_good_;
   ASSIGN_OR_RETURN(auto r, Rows("SELECT count(*) FROM (SELECT DISTINCT source_file, grp FROM " +
                                 schema_ + ".rej)"));
   rejected_ = JsonInt(r.at(0).as_array().at(0));
@@ -755,8 +973,14 @@ Status Run::CheckShare() {
 
 Result<lake::Snapshot> Run::CopyAndCommit(const lake::TableRef& ref, const std::string& select,
                                           lake::WriteMode mode, std::optional<int64_t> expected,
-                                          const BeforeCommit& before_commit) {
-  ASSIGN_OR_RETURN(lake::Staging staging, lake_->BeginWrite(ref));
+                                          const BeforeCommit& before_commit,
+                                          std::optional<lake::Staging> staged) {
+  lake::Staging staging;
+  if (staged) {
+    staging = std::move(*staged);
+  } else {
+    ASSIGN_OR_RETURN(staging, lake_->BeginWrite(ref));
+  }
   auto fail = [&](Status s) -> Status {
     Status aborted = lake_->AbortWrite(staging);
     if (!aborted.ok()) spdlog::warn("ingest: abort write: {}", aborted.ToString());
@@ -764,10 +988,12 @@ Result<lake::Snapshot> Run::CopyAndCommit(const lake::TableRef& ref, const std::
   };
   if (staging.local_dir.empty())
     return fail(Status(Code::kUnimplemented, "ingest needs a local object store"));
-  Status copied = Exec("COPY (" + select + ") TO " + QuoteLiteral(staging.local_dir.string()) +
-                       " (FORMAT parquet, PARTITION_BY (" + std::string(kLoadDate) +
-                       "), COMPRESSION zstd, OVERWRITE_OR_IGNORE true)");
-  if (!copied.ok()) return fail(copied);
+  if (!select.empty()) {
+    Status copied = Exec("COPY (" + select + ") TO " + QuoteLiteral(staging.local_dir.string()) +
+                         " (FORMAT parquet, PARTITION_BY (" + std::string(kLoadDate) +
+                         "), COMPRESSION zstd, OVERWRITE_OR_IGNORE true)");
+    if (!copied.ok()) return fail(copied);
+  }
   lake::CommitRequest commit;
   commit.staging = staging;
   commit.mode = mode;
@@ -801,12 +1027,17 @@ Result<lake::Snapshot> Run::CopyAndCommit(const lake::TableRef& ref, const std::
   return snap;
 }
 
-Result<lake::Snapshot> Run::CommitData(bool overwrite, const BeforeCommit& before_commit) {
+Result<lake::Snapshot> Run::CommitData(bool overwrite, const BeforeCommit& before_commit,
+                                       std::optional<lake::Staging> staged) {
   std::string cols;
   for (const auto& c : target_) cols += QuoteIdentifier(c.name) + ", ";
-  std::string select = "SELECT " + cols + Ts() + " AS " + kLoadedAt + ", " +
-                       QuoteLiteral(batch_id_) + " AS " + kBatchId + ", CAST(" + Ts() +
-                       " AS DATE) AS " + kLoadDate + " FROM " + schema_ + ".good";
+  std::string select;
+  // Streamed parts are already in `staged`; the good table holds the rest (if any).
+  if (!staged || table_good_ > 0) {
+    select = "SELECT " + cols + Ts() + " AS " + kLoadedAt + ", " + QuoteLiteral(batch_id_) +
+             " AS " + kBatchId + ", CAST(" + Ts() + " AS DATE) AS " + kLoadDate + " FROM " +
+             schema_ + ".good";
+  }
   lake::WriteMode mode = overwrite ? lake::WriteMode::kOverwrite : lake::WriteMode::kAppend;
   if (evolved_ && table_ && !overwrite) {
     // The lake appends only files of the table's schema: a new column rewrites the table (its
@@ -823,14 +1054,15 @@ Result<lake::Snapshot> Run::CommitData(bool overwrite, const BeforeCommit& befor
                                                   : "CAST(NULL AS " + c.type + ")") +
                     " AS " + QuoteIdentifier(c.name) + ", ";
       }
-      select += " UNION ALL SELECT " + old_cols + kLoadedAt + ", " + kBatchId + ", " + kLoadDate +
-                " FROM read_parquet([" + list + "], hive_partitioning = true)";
+      select += (select.empty() ? "" : " UNION ALL ") + std::string("SELECT ") + old_cols +
+                kLoadedAt + ", " + kBatchId + ", " + kLoadDate + " FROM read_parquet([" + list +
+                "], hive_partitioning = true)";
     }
     mode = lake::WriteMode::kOverwrite;
   }
   // Compare-and-swap on the version this run read: an overlapping run of the source loses.
   std::optional<int64_t> expected = table_ ? table_->current_version : 0;
-  return CopyAndCommit(ref_, select, mode, expected, before_commit);
+  return CopyAndCommit(ref_, select, mode, expected, before_commit, std::move(staged));
 }
 
 Result<lake::Snapshot> Run::CommitRejected(const BeforeCommit& before_commit) {
@@ -851,7 +1083,9 @@ Result<LoadResult> Run::RunFiles() {
   LoadResult result;
   result.batch_id = batch_id_;
   overwrite_ = options_.full_refresh;
+  PhaseTimer timer(spec_.name);
   ASSIGN_OR_RETURN(auto files, ListFiles());
+  timer.Lap("list and hash " + std::to_string(files.size()) + " files");
   std::vector<InputFile> fresh;
   for (auto& f : files) {
     ASSIGN_OR_RETURN(auto seen, catalog_->Query("SELECT 1 FROM ingest_files WHERE source = ? AND "
@@ -866,12 +1100,32 @@ Result<LoadResult> Run::RunFiles() {
   if (fresh.empty()) return result;
   std::vector<Part> parts;
   for (size_t i = 0; i < fresh.size(); ++i) {
-    ASSIGN_OR_RETURN(Part p, ReadFile(fresh[i], i));
+    ASSIGN_OR_RETURN(Part p, SniffFile(fresh[i], i));
     parts.push_back(std::move(p));
   }
   RETURN_IF_ERROR(PlanSchema(parts));
-  for (const auto& p : parts) RETURN_IF_ERROR(TypePart(p, "NULL"));
+  timer.Lap("sniff and plan");
+  // Parts already typed as the table wants are streamed into the data write (never committed
+  // when a later check fails: ~Run aborts it); the others go through <schema>.good.
+  ASSIGN_OR_RETURN(lake::Staging staging, lake_->BeginWrite(ref_));
+  staging_ = std::move(staging);
+  if (staging_->local_dir.empty()) {  // not a local store: CopyAndCommit says so
+    (void)lake_->AbortWrite(*staging_);
+    staging_.reset();
+  }
+  for (size_t i = 0; i < parts.size(); ++i) {
+    Part& p = parts[i];
+    if (staging_ && Streamable(p)) {
+      RETURN_IF_ERROR(StreamPart(p, i));
+      timer.Lap("stream '" + p.origin + "'");
+    } else {
+      RETURN_IF_ERROR(ReadPart(p));
+      RETURN_IF_ERROR(TypePart(p, "NULL"));
+      timer.Lap("read and type '" + p.origin + "'");
+    }
+  }
   RETURN_IF_ERROR(CheckShare());
+  timer.Lap("check share");
 
   // Commit: the data, then the rejects, then the file records. The records are first written
   // as "pending" naming the lake write (just before its commit point), so a crash after the
@@ -906,12 +1160,15 @@ Result<LoadResult> Run::RunFiles() {
   };
   std::optional<lake::Snapshot> data;
   if (good_ > 0) {
-    auto snap = CommitData(overwrite_, remember);
+    std::optional<lake::Staging> staged = std::move(staging_);
+    staging_.reset();  // CopyAndCommit owns it now (commits or aborts it)
+    auto snap = CommitData(overwrite_, remember, std::move(staged));
     if (!snap.ok()) {
       if (!intent.empty()) drop_pending(intent);
       return snap.status();
     }
     data = *snap;
+    timer.Lap("commit data");
   }
   if (rejected_ > 0) {
     // The data is committed: a failure here loses only the rejects report of this batch.
@@ -954,6 +1211,7 @@ Result<LoadResult> Run::RunFiles() {
     }
   }
   RETURN_IF_ERROR(txn->Commit());
+  timer.Lap("commit rejects and file records");
   result.rows_loaded = good_;
   result.rows_rejected = rejected_;
   result.files_loaded = static_cast<int64_t>(fresh.size());

@@ -150,6 +150,93 @@ TEST_F(FilesTest, CsvBadRowsGoToRejectedWithReasonFileAndLine) {
   EXPECT_EQ(Str(rej[2].as_array()[4]), "bad-batch");
 }
 
+// A file already typed as the table wants is streamed straight into the data write; one whose
+// sniffed types differ goes through the typing table. Both land in one commit, with the same
+// rejects (required values found by their line) as either path alone.
+TEST_F(FilesTest, StreamedAndTypedFilesCommitTogether) {
+  Write("landing/orders/a.csv",
+        "id,v,w,u\n"   // line 1
+        "1,10,x,1\n"   // 2
+        "2,11,,1\n"    // 3: w is required
+        "3,12,z,1\n"   // 4
+        "4,1x,y,1\n"   // 5: cast error (DuckDB's reject)
+        "5,14,y,1\n"   // 6
+        "6,15,,1\n");  // 7: w is required
+  // u sniffs as VARCHAR here (BIGINT in a.csv): this file is typed, not streamed.
+  Write("landing/orders/b.csv", "id,v,w,u\n7,16,q,abc\n8,20,r,2\n9,21,,3\n");
+  auto spec = Spec(std::string(kCsvSource) +
+                   "schema:\n  v: BIGINT\nrequired: [w]\nmax_rejected_share: 0.6\n");
+  auto r = RunSource(spec, false, "mixed");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 4);
+  EXPECT_EQ(r->rows_rejected, 5);
+  EXPECT_EQ(r->snapshot_version, 1);
+  auto ids = Query(
+      "SELECT list(id ORDER BY id), min(_batch_id), max(_batch_id), "
+      "typeof(any_value(v)) FROM " +
+      From("orders"));
+  EXPECT_EQ(Str(ids[0].as_array()[0]), "[1,3,5,8]");
+  EXPECT_EQ(Str(ids[0].as_array()[1]), "mixed");
+  EXPECT_EQ(Str(ids[0].as_array()[2]), "mixed");
+  EXPECT_EQ(Str(ids[0].as_array()[3]), "BIGINT");
+  auto table = lake_->GetTable({"raw", "orders"});
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(table->schema.back(), (lake::Column{"_batch_id", "VARCHAR"}));
+  auto rej = Query("SELECT source_file, line, reason FROM " + From("orders__rejected") +
+                   " ORDER BY source_file, line");
+  ASSERT_EQ(rej.size(), 5u);
+  EXPECT_EQ(rej[0].as_array()[1].to_number<int64_t>(), 3);
+  EXPECT_THAT(Str(rej[0].as_array()[2]), HasSubstr("required column \"w\""));
+  EXPECT_EQ(rej[1].as_array()[1].to_number<int64_t>(), 5);
+  EXPECT_THAT(Str(rej[1].as_array()[2]), HasSubstr("column \"v\""));
+  EXPECT_EQ(rej[2].as_array()[1].to_number<int64_t>(), 7);
+  EXPECT_EQ(Str(rej[3].as_array()[0]), "landing/orders/b.csv");
+  EXPECT_EQ(rej[3].as_array()[1].to_number<int64_t>(), 2);
+  EXPECT_THAT(Str(rej[3].as_array()[2]), HasSubstr("column \"u\": cannot read 'abc' as BIGINT"));
+  EXPECT_EQ(rej[4].as_array()[1].to_number<int64_t>(), 4);
+
+  // Over the threshold: the streamed write is abandoned, nothing is committed or recorded.
+  Write("landing/orders/c.csv", "id,v,w\n10,1,a\n11,2,\n12,3,\n");
+  r = RunSource(spec);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kConflict);
+  EXPECT_THAT(r.status().message(), HasSubstr("landing/orders/c.csv:3"));
+  EXPECT_EQ(Version("orders"), 1);
+  EXPECT_EQ(Count("orders"), 4);
+  auto rec = catalog_->Query("SELECT count(*) FROM ingest_files WHERE path LIKE '%c.csv'");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->Int(0, 0), 0);
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(root_ / "lake", ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    EXPECT_THAT(it->path().string(), Not(HasSubstr("_staging/"))) << "left behind";
+  }
+}
+
+// Parquet files stream too; a missing required value is found by its row number.
+TEST_F(FilesTest, ParquetRequiredValuesByRowNumber) {
+  std::filesystem::create_directories(project_ / "landing/pq");
+  ASSERT_TRUE(engine_
+                  ->Exec("COPY (SELECT range AS id, CASE WHEN range % 3 = 1 THEN NULL ELSE 'n' || "
+                         "range END AS name FROM range(6)) TO " +
+                         sql::QuoteLiteral((project_ / "landing/pq/p1.parquet").string()) +
+                         " (FORMAT parquet)")
+                  .ok());
+  auto spec = Spec(
+      "type: files\npath: landing/pq\nformat: parquet\nrequired: [name]\n"
+      "max_rejected_share: 0.5\n",
+      "sources/pq.yaml");
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 4);
+  EXPECT_EQ(r->rows_rejected, 2);
+  auto rej = Query("SELECT line, record FROM " + From("pq__rejected") + " ORDER BY line");
+  ASSERT_EQ(rej.size(), 2u);
+  EXPECT_EQ(rej[0].as_array()[0].to_number<int64_t>(), 2);
+  EXPECT_EQ(Str(rej[0].as_array()[1]), "{\"id\":1,\"name\":null}");
+  EXPECT_EQ(rej[1].as_array()[0].to_number<int64_t>(), 5);
+}
+
 TEST_F(FilesTest, OverThresholdFailsAndCommitsNothing) {
   Write("landing/orders/a.csv", "id,amount\n1,1.5\n2,2.5\n");
   auto spec = Spec(std::string(kCsvSource) + "max_rejected_share: 0.2\n");
