@@ -2,12 +2,12 @@
 // flusher, and the read path.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
-#include <list>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -68,9 +68,16 @@ class StreamProcessor::Impl {
  public:
   struct CacheEntry {
     KeyState state;
-    std::list<std::string>::iterator lru;
+    uint64_t used = 0;  // the poll that last touched it (eviction order)
     bool dirty = false;
   };
+  // Heterogeneous lookup: find by the record's key without building a string.
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view k) const { return std::hash<std::string_view>()(k); }
+  };
+  using Cache = std::unordered_map<std::string, CacheEntry, KeyHash, std::equal_to<>>;
+  using CacheSlot = Cache::value_type;
 
   struct View {
     Plan plan;
@@ -80,8 +87,9 @@ class StreamProcessor::Impl {
     // Worker-owned.
     std::vector<int64_t> next;
     std::vector<Progress> progress;
-    std::unordered_map<std::string, CacheEntry> cache;
-    std::list<std::string> lru;  // front = most recent
+    Cache cache;
+    uint64_t polls = 0;   // poll counter for CacheEntry::used
+    std::string scratch;  // EncodeKeyStateTo's buffer
     // Published under Impl::mu_.
     std::vector<int64_t> published_next;
     ViewStats stats;
@@ -263,12 +271,12 @@ class StreamProcessor::Impl {
         if (meta) {
           spdlog::warn("features: view {} changed: rebuilding its state from the log", def.name);
         }
-        RETURN_IF_ERROR(
-            store_->ResetView(def.name, def.stream, v.partitions, v.plan.fingerprint));
+        RETURN_IF_ERROR(store_->ResetView(def.name, def.stream, v.partitions, v.plan.fingerprint));
       }
     }
     v.cache.clear();
-    v.lru.clear();
+    // No rehash while the working set first loads (reads are cache misses enough).
+    v.cache.reserve(std::min<size_t>(options_.max_cached_keys, size_t{1} << 18));
     v.next.assign(v.partitions, 0);
     v.progress.assign(v.partitions, Progress{0, 0, stream::Watermark(def.allowed_lateness_us)});
     for (int p = 0; p < v.partitions; ++p) {
@@ -326,21 +334,60 @@ class StreamProcessor::Impl {
           worked = true;
         }
       }
-      backoff_us = failed ? std::min<int64_t>(std::max<int64_t>(backoff_us * 2, 10'000), 5'000'000)
-                          : 0;
+      backoff_us =
+          failed ? std::min<int64_t>(std::max<int64_t>(backoff_us * 2, 10'000), 5'000'000) : 0;
       std::unique_lock<std::mutex> l(mu_);
       if (stop_) return;
       if (worked && !failed) continue;
-      wake_cv_.wait_for(l, std::chrono::microseconds(failed ? backoff_us : options_.poll_interval_us),
+      wake_cv_.wait_for(l,
+                        std::chrono::microseconds(failed ? backoff_us : options_.poll_interval_us),
                         [&] { return stop_ || (notified_ && !failed); });
       notified_ = false;
       if (stop_) return;
     }
   }
 
-  Result<KeyState*> Lookup(View& v, const std::string& key, std::vector<CacheEntry*>* dirty) {
-    auto it = v.cache.find(key);
-    if (it == v.cache.end()) {
+  // Reads the states of the poll's keys that are not cached with one MultiGet (sorted, batched:
+  // far cheaper than a point lookup per first touch) and caches them clean.
+  // Also marks, per partition, each record that is its key's last in the poll (`last`): the
+  // state is encoded right after that record, while it is still in the CPU cache.
+  Status Prefetch(View& v, const std::vector<std::vector<stream::Record>>& recs,
+                  std::vector<std::vector<char>>* last) {
+    std::vector<std::string> missing;
+    {
+      std::unordered_map<std::string_view, bool, KeyHash, std::equal_to<>> seen;
+      size_t n = 0;
+      for (const auto& part : recs) n += part.size();
+      seen.reserve(n);
+      last->resize(recs.size());
+      for (size_t p = recs.size(); p-- > 0;) {
+        (*last)[p].assign(recs[p].size(), 0);
+        for (size_t i = recs[p].size(); i-- > 0;) {
+          const std::string& key = recs[p][i].event.key;
+          if (!seen.emplace(key, true).second) continue;
+          (*last)[p][i] = 1;
+          if (v.cache.find(std::string_view(key)) == v.cache.end()) missing.push_back(key);
+        }
+      }
+    }
+    if (missing.empty()) return Status::Ok();
+    std::sort(missing.begin(), missing.end());
+    ASSIGN_OR_RETURN(auto bytes, store_->GetMany(v.plan.view.name, missing));
+    for (size_t i = 0; i < missing.size(); ++i) {
+      KeyState s;
+      if (bytes[i]) {
+        ASSIGN_OR_RETURN(s, internal::DecodeKeyState(v.plan, *bytes[i]));
+      } else {
+        ASSIGN_OR_RETURN(s, internal::NewKeyState(v.plan));
+      }
+      v.cache.emplace(std::move(missing[i]), CacheEntry{std::move(s), v.polls, false});
+    }
+    return Status::Ok();
+  }
+
+  Result<CacheSlot*> Lookup(View& v, const std::string& key, std::vector<CacheSlot*>* dirty) {
+    auto it = v.cache.find(std::string_view(key));
+    if (it == v.cache.end()) {  // Prefetch missed it (not expected): read it alone
       ASSIGN_OR_RETURN(std::optional<std::string> bytes, store_->Get(v.plan.view.name, key));
       KeyState s;
       if (bytes) {
@@ -348,16 +395,31 @@ class StreamProcessor::Impl {
       } else {
         ASSIGN_OR_RETURN(s, internal::NewKeyState(v.plan));
       }
-      v.lru.push_front(key);
-      it = v.cache.emplace(key, CacheEntry{std::move(s), v.lru.begin(), false}).first;
-    } else {
-      v.lru.splice(v.lru.begin(), v.lru, it->second.lru);
+      it = v.cache.emplace(key, CacheEntry{std::move(s), v.polls, false}).first;
     }
+    it->second.used = v.polls;
     if (!it->second.dirty) {
       it->second.dirty = true;
-      dirty->push_back(&it->second);
+      dirty->push_back(&*it);
     }
-    return &it->second.state;
+    return &*it;
+  }
+
+  // Keeps the cache within max_cached_keys, dropping the least recently touched keys (by poll)
+  // down to 7/8 of it so the scan is amortised over many polls. Only clean entries are cached
+  // here (called after a commit), so dropping them loses nothing.
+  void Evict(View& v) {
+    const size_t max = options_.max_cached_keys;
+    if (v.cache.size() <= max) return;
+    const size_t keep = max - max / 8;
+    std::vector<std::pair<uint64_t, Cache::iterator>> order;
+    order.reserve(v.cache.size());
+    for (auto it = v.cache.begin(); it != v.cache.end(); ++it)
+      order.emplace_back(it->second.used, it);
+    const size_t drop = v.cache.size() - keep;
+    std::nth_element(order.begin(), order.begin() + static_cast<ptrdiff_t>(drop), order.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (size_t i = 0; i < drop; ++i) v.cache.erase(order[i].second);
   }
 
   // One poll of one view: returns whether it consumed records.
@@ -366,63 +428,83 @@ class StreamProcessor::Impl {
     StateBatch batch;
     batch.view = def.name;
     batch.stream = def.stream;
-    std::vector<CacheEntry*> dirty;
-    std::vector<FeatureValue> values;
+    std::vector<CacheSlot*> dirty;
+    std::vector<std::optional<double>> values;
     int64_t oldest_ingest = INT64_MAX, last_event = 0, last_ingest = 0;
     std::vector<int64_t> next = v.next;
     std::vector<Progress> progress = v.progress;
+    ++v.polls;
+    std::vector<std::vector<stream::Record>> all(v.partitions);
+    bool any = false;
+    for (int p = 0; p < v.partitions; ++p) {
+      ASSIGN_OR_RETURN(all[p], log_->Read(def.stream, p, next[p], options_.max_records_per_poll));
+      any = any || !all[p].empty();
+    }
+    if (!any) return false;
+    std::vector<std::vector<char>> last;
+    RETURN_IF_ERROR(Prefetch(v, all, &last));
     alignas(16) unsigned char buffer[8192];
     for (int p = 0; p < v.partitions; ++p) {
-      ASSIGN_OR_RETURN(std::vector<stream::Record> recs,
-                       log_->Read(def.stream, p, next[p], options_.max_records_per_poll));
+      const std::vector<stream::Record>& recs = all[p];
       if (recs.empty()) continue;
       Progress& pr = progress[p];
-      for (const stream::Record& r : recs) {
+      for (size_t i = 0; i < recs.size(); ++i) {
+        const stream::Record& r = recs[i];
         next[p] = r.offset + 1;
         oldest_ingest = std::min(oldest_ingest, r.ingest_time_us);
         last_event = r.event.event_time_us;
         last_ingest = r.ingest_time_us;
+        CacheSlot* slot = nullptr;
         json::monotonic_resource mr(buffer, sizeof buffer);
         boost::system::error_code ec;
         json::value payload = json::parse(r.event.payload, ec, &mr);
         if (ec || !payload.is_object()) {
           ++pr.invalid;
-          continue;
+        } else if (pr.watermark.Observe(r.event.event_time_us)) {  // else late: counted
+          ++pr.applied;
+          ASSIGN_OR_RETURN(slot, Lookup(v, r.event.key, &dirty));
+          KeyState* state = &slot->second.state;
+          internal::ApplyEvent(v.plan, payload.get_object(), r.event.event_time_us, state);
+          if (v.log_enabled) {
+            internal::ReadNumbers(v.plan, state, r.event.event_time_us, &values);
+            StateBatch::LogRow row{p, r.offset, {}};
+            internal::AppendLogRow(&row.row, r.event.key, r.event.event_time_us, values,
+                                   options_.now_us(), p, r.offset);
+            batch.log_rows.push_back(std::move(row));
+          }
         }
-        if (!pr.watermark.Observe(r.event.event_time_us)) continue;  // late: counted
-        ++pr.applied;
-        ASSIGN_OR_RETURN(KeyState * state, Lookup(v, r.event.key, &dirty));
-        internal::ApplyEvent(v.plan, payload.get_object(), r.event.event_time_us, state);
-        if (v.log_enabled) {
-          internal::ReadValues(v.plan, state, r.event.event_time_us, &values);
-          StateBatch::LogRow row{p, r.offset, {}};
-          internal::AppendLogRow(&row.row, r.event.key, r.event.event_time_us, values,
-                                 options_.now_us(), p, r.offset);
-          batch.log_rows.push_back(std::move(row));
+        if (!last[p][i]) continue;
+        // The key's last record of the poll: encode its state now, while it is in the CPU cache
+        // (encoding 8k cold states after the loop was mostly cache misses).
+        if (!slot) {
+          auto it = v.cache.find(std::string_view(r.event.key));
+          if (it != v.cache.end()) slot = &*it;
+        }
+        if (slot && slot->second.dirty) {
+          auto& [key, value] = batch.states.emplace_back(slot->first, std::string());
+          (void)key;
+          value.reserve(256);
+          internal::EncodeKeyStateTo(slot->second.state, &value, &v.scratch);
         }
       }
       batch.checkpoints.push_back({p, Checkpoint{next[p], EncodeProgress(pr)}});
     }
-    if (batch.checkpoints.empty()) return false;
-    batch.states.reserve(dirty.size());
-    for (CacheEntry* e : dirty) {
-      batch.states.emplace_back(*e->lru, internal::EncodeKeyState(e->state));
-    }
+    // Key order: RocksDB's memtable inserts a sorted batch far faster (each insert starts from
+    // the previous one's position in the skip list).
+    std::sort(batch.states.begin(), batch.states.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
     CrashPoint("features.before_write");
     RETURN_IF_ERROR(store_->Commit(batch));  // the caller reloads the view on failure
     CrashPoint("features.after_write");
-    for (CacheEntry* e : dirty) e->dirty = false;
+    for (CacheSlot* e : dirty) e->second.dirty = false;
     v.next = std::move(next);
     v.progress = std::move(progress);
-    while (v.cache.size() > options_.max_cached_keys) {
-      v.cache.erase(v.lru.back());
-      v.lru.pop_back();
-    }
+    Evict(v);
     const int64_t now = options_.now_us();
     if (v.log_enabled) {
-      const int64_t pending = v.pending_log_rows.fetch_add(
-                                  static_cast<int64_t>(batch.log_rows.size())) +
-                              static_cast<int64_t>(batch.log_rows.size());
+      const int64_t pending =
+          v.pending_log_rows.fetch_add(static_cast<int64_t>(batch.log_rows.size())) +
+          static_cast<int64_t>(batch.log_rows.size());
       if (pending >= static_cast<int64_t>(options_.log_flush_rows)) log_cv_.notify_one();
     }
     {
@@ -484,7 +566,8 @@ class StreamProcessor::Impl {
     if (rows == 0) return Status::Ok();
     std::error_code ec;
     std::filesystem::create_directories(options_.scratch_dir, ec);
-    const auto csv_path = options_.scratch_dir / ("features-" + def.name + "-" + NewUuid() + ".csv");
+    const auto csv_path =
+        options_.scratch_dir / ("features-" + def.name + "-" + NewUuid() + ".csv");
     {
       std::ofstream out(csv_path, std::ios::binary | std::ios::trunc);
       out << csv;
@@ -499,8 +582,8 @@ class StreamProcessor::Impl {
     } cleanup{csv_path};
 
     std::string columns = "{'k': 'VARCHAR', 't': 'BIGINT'";
-    std::string select = "SELECT k AS " + sql::QuoteIdentifier(def.entity) +
-                         ", make_timestamp(t) AS event_time";
+    std::string select =
+        "SELECT k AS " + sql::QuoteIdentifier(def.entity) + ", make_timestamp(t) AS event_time";
     std::vector<lake::Column> schema = {{def.entity, "VARCHAR"}, {"event_time", "TIMESTAMP"}};
     for (size_t i = 0; i < def.features.size(); ++i) {
       columns += ", 'f" + std::to_string(i) + "': 'DOUBLE'";
@@ -514,7 +597,8 @@ class StreamProcessor::Impl {
     schema.push_back({"_offset", "BIGINT"});
     select += " FROM read_csv(" + sql::QuoteLiteral(csv_path.string()) +
               ", header = false, auto_detect = false, delim = ',', quote = '\"', escape = '\"',"
-              " columns = " + columns + ")";
+              " columns = " +
+              columns + ")";
 
     ASSIGN_OR_RETURN(lake::Staging staging, options_.lake->BeginWrite({"features", def.name}));
     auto fail = [&](Status s) -> Status {
@@ -523,9 +607,9 @@ class StreamProcessor::Impl {
       return s;
     };
     const std::string file = "part-0.parquet";
-    Status copied = options_.loader->Exec(
-        "COPY (" + select + ") TO " + sql::QuoteLiteral((staging.local_dir / file).string()) +
-        " (FORMAT parquet, COMPRESSION zstd)");
+    Status copied = options_.loader->Exec("COPY (" + select + ") TO " +
+                                          sql::QuoteLiteral((staging.local_dir / file).string()) +
+                                          " (FORMAT parquet, COMPRESSION zstd)");
     if (!copied.ok()) return fail(copied);
     CrashPoint("features.log.before_commit");
     lake::CommitRequest commit;
@@ -544,11 +628,11 @@ class StreamProcessor::Impl {
         if (have != expected[p]) {
           return Conflict("feature log of " + def.name + " was written by another process");
         }
-        RETURN_IF_ERROR(txn.Exec(
-            "INSERT INTO features_log_offsets (view, stream_partition, next_offset) "
-            "VALUES (?, ?, ?) ON CONFLICT (view, stream_partition) DO UPDATE SET "
-            "next_offset = excluded.next_offset",
-            {def.name, int64_t{p}, next}));
+        RETURN_IF_ERROR(
+            txn.Exec("INSERT INTO features_log_offsets (view, stream_partition, next_offset) "
+                     "VALUES (?, ?, ?) ON CONFLICT (view, stream_partition) DO UPDATE SET "
+                     "next_offset = excluded.next_offset",
+                     {def.name, int64_t{p}, next}));
       }
       return Status::Ok();
     };
@@ -569,8 +653,8 @@ class StreamProcessor::Impl {
   stream::EventLog* log_;
   OnlineStore* store_;
   ProcessorOptions options_;
-  std::vector<std::unique_ptr<View>> views_;       // fixed after Create
-  std::map<std::string, size_t> index_;            // fixed after Create
+  std::vector<std::unique_ptr<View>> views_;  // fixed after Create
+  std::map<std::string, size_t> index_;       // fixed after Create
 
   std::mutex life_mu_;  // Start/Stop
   bool started_ = false;
@@ -613,9 +697,7 @@ Result<std::vector<FeatureVector>> StreamProcessor::GetMany(std::string_view vie
                                                             int64_t t) const {
   return impl_->GetMany(view, keys, t);
 }
-Result<ViewStats> StreamProcessor::Stats(std::string_view view) const {
-  return impl_->Stats(view);
-}
+Result<ViewStats> StreamProcessor::Stats(std::string_view view) const { return impl_->Stats(view); }
 std::vector<std::string> StreamProcessor::ViewNames() const { return impl_->ViewNames(); }
 
 }  // namespace lakeloop::features

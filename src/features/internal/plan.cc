@@ -36,10 +36,17 @@ bool GetVarint(std::string_view* in, uint64_t* v) {
 
 bool AsDouble(const json::value& v, double* out) {
   switch (v.kind()) {
-    case json::kind::int64: *out = static_cast<double>(v.get_int64()); return true;
-    case json::kind::uint64: *out = static_cast<double>(v.get_uint64()); return true;
-    case json::kind::double_: *out = v.get_double(); return true;
-    default: return false;
+    case json::kind::int64:
+      *out = static_cast<double>(v.get_int64());
+      return true;
+    case json::kind::uint64:
+      *out = static_cast<double>(v.get_uint64());
+      return true;
+    case json::kind::double_:
+      *out = v.get_double();
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -79,6 +86,12 @@ std::string WhereText(const std::vector<WhereClause>& where) {
 
 void AppendDouble(std::string* out, double v) {
   char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, r.ptr);
+}
+
+void AppendInt(std::string* out, int64_t v) {
+  char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   out->append(buf, r.ptr);
 }
@@ -133,15 +146,20 @@ Result<KeyState> NewKeyState(const Plan& plan) {
 }
 
 std::string EncodeKeyState(const KeyState& state) {
-  std::string out;
-  out.push_back(1);  // format version
-  PutVarint(&out, state.tiles.size());
-  for (const auto& t : state.tiles) {
-    std::string bytes = t.Serialize();
-    PutVarint(&out, bytes.size());
-    out += bytes;
-  }
+  std::string out, scratch;
+  EncodeKeyStateTo(state, &out, &scratch);
   return out;
+}
+
+void EncodeKeyStateTo(const KeyState& state, std::string* out, std::string* scratch) {
+  out->push_back(1);  // format version
+  PutVarint(out, state.tiles.size());
+  for (const auto& t : state.tiles) {
+    scratch->clear();
+    t.SerializeTo(scratch);
+    PutVarint(out, scratch->size());
+    out->append(*scratch);
+  }
 }
 
 Result<KeyState> DecodeKeyState(const Plan& plan, std::string_view in) {
@@ -180,8 +198,12 @@ int ApplyEvent(const Plan& plan, const json::object& payload, int64_t t, KeyStat
     if (a.agg == stream::Agg::kCountDistinct) {
       char buf[32];
       switch (v->kind()) {
-        case json::kind::string: tiles.AddItem(t, v->get_string()); break;
-        case json::kind::bool_: tiles.AddItem(t, v->get_bool() ? "true" : "false"); break;
+        case json::kind::string:
+          tiles.AddItem(t, v->get_string());
+          break;
+        case json::kind::bool_:
+          tiles.AddItem(t, v->get_bool() ? "true" : "false");
+          break;
         case json::kind::int64: {
           auto r = std::to_chars(buf, buf + sizeof buf, v->get_int64());
           tiles.AddItem(t, std::string_view(buf, r.ptr - buf));
@@ -197,7 +219,8 @@ int ApplyEvent(const Plan& plan, const json::object& payload, int64_t t, KeyStat
           tiles.AddItem(t, std::string_view(buf, r.ptr - buf));
           break;
         }
-        default: continue;
+        default:
+          continue;
       }
       ++applied;
       continue;
@@ -232,9 +255,36 @@ void ReadValues(const Plan& plan, const KeyState* state, int64_t t,
   }
 }
 
+void ReadNumbers(const Plan& plan, const KeyState* state, int64_t t,
+                 std::vector<std::optional<double>>* out) {
+  out->clear();
+  for (size_t i = 0; i < plan.view.features.size(); ++i) {
+    const FeatureDef& f = plan.view.features[i];
+    std::optional<double> v;
+    if (state) {
+      auto r = state->tiles[plan.feature_aggregator[i]].Read(t, f.window_us);
+      if (r.ok()) v = r->value;
+    } else if (f.agg == stream::Agg::kCount || f.agg == stream::Agg::kSum ||
+               f.agg == stream::Agg::kCountDistinct) {
+      v = 0.0;
+    }
+    out->push_back(v);
+  }
+}
+
 void AppendLogRow(std::string* out, std::string_view key, int64_t event_time_us,
-                  const std::vector<FeatureValue>& values, int64_t applied_at_us,
+                  const std::vector<FeatureValue>& values, int64_t applied_at_us, int32_t partition,
+                  int64_t offset) {
+  std::vector<std::optional<double>> numbers;
+  numbers.reserve(values.size());
+  for (const auto& v : values) numbers.push_back(v.value);
+  AppendLogRow(out, key, event_time_us, numbers, applied_at_us, partition, offset);
+}
+
+void AppendLogRow(std::string* out, std::string_view key, int64_t event_time_us,
+                  const std::vector<std::optional<double>>& values, int64_t applied_at_us,
                   int32_t partition, int64_t offset) {
+  if (out->empty()) out->reserve(key.size() + 64 + values.size() * 12);
   out->push_back('"');
   for (char c : key) {
     if (c == '"') out->push_back('"');
@@ -242,17 +292,17 @@ void AppendLogRow(std::string* out, std::string_view key, int64_t event_time_us,
   }
   out->push_back('"');
   out->push_back(',');
-  out->append(std::to_string(event_time_us));
+  AppendInt(out, event_time_us);
   for (const auto& v : values) {
     out->push_back(',');
-    if (v.value && std::isfinite(*v.value)) AppendDouble(out, *v.value);
+    if (v && std::isfinite(*v)) AppendDouble(out, *v);
   }
   out->push_back(',');
-  out->append(std::to_string(applied_at_us));
+  AppendInt(out, applied_at_us);
   out->push_back(',');
-  out->append(std::to_string(partition));
+  AppendInt(out, partition);
   out->push_back(',');
-  out->append(std::to_string(offset));
+  AppendInt(out, offset);
   out->push_back('\n');
 }
 

@@ -5,6 +5,7 @@
 
 #include <boost/json/object.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +40,8 @@ struct KeyState {
 
 Result<KeyState> NewKeyState(const Plan& plan);
 std::string EncodeKeyState(const KeyState& state);
+// The same bytes appended to `out`; `scratch` is a reusable buffer (no per-tile temporaries).
+void EncodeKeyStateTo(const KeyState& state, std::string* out, std::string* scratch);
 Result<KeyState> DecodeKeyState(const Plan& plan, std::string_view bytes);  // kDataLoss
 
 // Applies one event (its payload object) to every aggregator whose filters match and whose field
@@ -50,9 +53,16 @@ int ApplyEvent(const Plan& plan, const boost::json::object& payload, int64_t eve
 void ReadValues(const Plan& plan, const KeyState* state, int64_t t_us,
                 std::vector<FeatureValue>* out);
 
+// Just the values of ReadValues (same numbers, no names: the per-event feature-log path).
+void ReadNumbers(const Plan& plan, const KeyState* state, int64_t t_us,
+                 std::vector<std::optional<double>>* out);
+
 // One feature-log CSV line: key, event time, values, applied_at, partition, offset.
 void AppendLogRow(std::string* out, std::string_view key, int64_t event_time_us,
-                  const std::vector<FeatureValue>& values, int64_t applied_at_us,
+                  const std::vector<FeatureValue>& values, int64_t applied_at_us, int32_t partition,
+                  int64_t offset);
+void AppendLogRow(std::string* out, std::string_view key, int64_t event_time_us,
+                  const std::vector<std::optional<double>>& values, int64_t applied_at_us,
                   int32_t partition, int64_t offset);
 
 }  // namespace lakeloop::features::internal

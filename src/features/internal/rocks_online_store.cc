@@ -101,17 +101,24 @@ class RocksOnlineStore final : public OnlineStore {
   }
 
   Status Commit(const StateBatch& b) override {
-    rocksdb::WriteBatch batch;
+    size_t bytes = 64;
+    for (const auto& [key, value] : b.states) bytes += key.size() + value.size() + 24;
+    for (const auto& r : b.log_rows) bytes += r.row.size() + 40;
+    rocksdb::WriteBatch batch(bytes);
+    std::string skey = Prefix(b.view, 'k');
+    const size_t base = skey.size();
     for (const auto& [key, value] : b.states) {
-      RETURN_IF_ERROR(FromRocks(batch.Put(h_.state, StateKey(b.view, key), value), "batch"));
+      skey.resize(base);
+      skey.append(key);
+      RETURN_IF_ERROR(FromRocks(batch.Put(h_.state, skey, value), "batch"));
     }
     for (const auto& [p, c] : b.checkpoints) {
       std::string v;
       PutU64(&v, static_cast<uint64_t>(c.next_offset));
       v += c.progress;
       RETURN_IF_ERROR(FromRocks(batch.Put(h_.state, CheckpointKey(b.view, p), v), "batch"));
-      RETURN_IF_ERROR(stream::PutConsumerOffset(h_, &batch, ConsumerName(b.view), b.stream, p,
-                                                c.next_offset));
+      RETURN_IF_ERROR(
+          stream::PutConsumerOffset(h_, &batch, ConsumerName(b.view), b.stream, p, c.next_offset));
     }
     for (const auto& r : b.log_rows) {
       RETURN_IF_ERROR(
