@@ -166,4 +166,12 @@ BENCHMARK(BM_ValidateEvents)->Args({1, 1})->Args({100, 1})->Args({100, 0})->Args
 }  // namespace
 }  // namespace lakeloop::stream
 
-BENCHMARK_MAIN();
+// The log must close before RocksDB's own static objects are destroyed at exit.
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  lakeloop::stream::g_log.reset();
+  return 0;
+}
