@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -213,3 +214,17 @@ def test_client_disconnect_interrupts_query(tmp_path):
         assert time.monotonic() - t0 < 5
     finally:
         s.stop()
+
+
+def test_python_client(server):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
+    from lakeloop import Client, LakeloopError
+    c = Client(server.url)
+    assert c.sql("SELECT 42 AS answer") == [{"answer": 42}]
+    c.commit("raw.t", "a,b\n1,x\n2,y\n")
+    assert [t["name"] for t in c.tables()] == ["raw.t"]
+    assert c.sql_arrow("SELECT * FROM raw.t").num_rows == 2
+    with pytest.raises(LakeloopError) as e:
+        c.sql("SELEC 1")
+    assert e.value.status == 400 and e.value.code == "sql_error"
