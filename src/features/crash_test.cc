@@ -2,11 +2,10 @@
 // already in the log and dies at a crash point around the atomic state+offset write; the parent
 // appends more, repeats, and finally checks every aggregate against the brute-force reference
 // (no event counted twice, none lost) and the applied/late counters.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>

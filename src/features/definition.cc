@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/yaml.h"
 #include "features/features.h"
 #include "lake/lake.h"
 
@@ -90,9 +91,9 @@ const std::set<std::string> kReservedColumns = {"event_time", "_applied_at", "_p
 
 Result<FeatureDef> ParseFeature(const Parser& p, const YAML::Node& node) {
   if (!node.IsMap()) return p.Bad(node, "each feature must be a mapping (name, agg, window...)");
-  ASSIGN_OR_RETURN(auto keys, p.Keys(node, {"name", "agg", "field", "window", "where",
-                                            "description"},
-                                     "a feature"));
+  ASSIGN_OR_RETURN(
+      auto keys,
+      p.Keys(node, {"name", "agg", "field", "window", "where", "description"}, "a feature"));
   FeatureDef f;
   auto need = [&](const char* k) -> Status {
     if (!keys.count(k)) return p.Bad(node, std::string("feature needs '") + k + "'");
@@ -177,18 +178,7 @@ Result<FeatureDef> ParseFeature(const Parser& p, const YAML::Node& node) {
 
 Result<FeatureView> ParseFeatureView(const std::string& yaml_text, const std::string& file_name) {
   Parser p(file_name);
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::ParserException& e) {
-    return InvalidArgument(file_name + ":" + std::to_string(e.mark.line + 1) +
-                           ": not valid YAML: " + e.msg);
-  } catch (const YAML::Exception& e) {
-    return InvalidArgument(file_name + ": not valid YAML: " + e.msg);
-  }
-  if (!root.IsMap()) {
-    return InvalidArgument(file_name + ":1: a feature view must be a mapping of keys");
-  }
+  ASSIGN_OR_RETURN(YAML::Node root, LoadYamlMapping(yaml_text, file_name, "a feature view"));
   FeatureView view;
   view.file_name = file_name;
   try {

@@ -62,15 +62,13 @@ TEST(DefinitionTest, ErrorsNameFileAndLine) {
   const BadCase cases[] = {
       {"name: v\nkind: stream\nstream: s\ncolour: red\nfeatures: []\n", "f.yaml:4:"},
       {(head + "  - {name: a, agg: median, window: 5m}\n"), "f.yaml:5:"},
-      {(head + "  - {name: a, agg: count, window: 5m}\n  - {name: b, agg: sum, window: 5m}\n")
-           ,
+      {(head + "  - {name: a, agg: count, window: 5m}\n  - {name: b, agg: sum, window: 5m}\n"),
        "f.yaml:6:"},
       {(head + "  - {name: a, agg: count, window: 90m}\n"), "f.yaml:5:"},
       {(head + "  - {name: a, agg: count, window: 5 minutes}\n"), "f.yaml:5:"},
       {(head + "  - {name: a, agg: count, window: 8d}\n"), "f.yaml:5:"},
       {(head + "  - {name: a, agg: count, window: 5m, bogus: 1}\n"), "f.yaml:5:"},
-      {(head + "  - {name: a, agg: count, window: 5m}\n  - {name: a, agg: count, window: 1h}\n")
-           ,
+      {(head + "  - {name: a, agg: count, window: 5m}\n  - {name: a, agg: count, window: 1h}\n"),
        "f.yaml:6:"},
       {(head + "  - {name: Bad-Name, agg: count, window: 5m}\n"), "f.yaml:5:"},
       {(head + "  - {name: a, agg: count, field: x, window: 5m}\n"), "f.yaml:5:"},

@@ -32,7 +32,8 @@ class Engine;
 
 namespace lakeloop::features {
 
-// ---- Definitions ---------------------------------------------------------------------------------
+// ---- Definitions
+// ---------------------------------------------------------------------------------
 
 enum class ViewKind { kStream, kBatch };
 
@@ -45,7 +46,7 @@ struct WhereClause {
 };
 
 struct FeatureDef {
-  std::string name;       // [a-z_][a-z0-9_]{0,62}: also the feature log's column name
+  std::string name;  // [a-z_][a-z0-9_]{0,62}: also the feature log's column name
   stream::Agg agg;
   std::string field;      // payload field (top level); empty for count
   int64_t window_us = 0;  // whole seconds; <= 1h, or whole hours up to kMaxWindowUs
@@ -57,14 +58,14 @@ inline constexpr int64_t kMaxWindowUs = 7LL * 24 * 3600 * 1'000'000;
 inline constexpr int64_t kMaxLatenessUs = 24LL * 3600 * 1'000'000;
 
 struct FeatureView {
-  std::string name;        // [a-z_][a-z0-9_]{0,62}: the lake table is features.<name>
+  std::string name;  // [a-z_][a-z0-9_]{0,62}: the lake table is features.<name>
   ViewKind kind = ViewKind::kStream;
-  std::string stream;      // kStream: the stream read; its event key is the entity key
+  std::string stream;                 // kStream: the stream read; its event key is the entity key
   std::string entity = "entity_key";  // column name of the entity key in the feature log
   std::string description;
   std::vector<FeatureDef> features;
   int64_t allowed_lateness_us = 0;
-  std::string file_name;   // where it was defined, for messages
+  std::string file_name;  // where it was defined, for messages
 };
 
 // Parses one view definition. kInvalidArgument "<file>:<line>: <reason>" for YAML errors,
@@ -78,7 +79,8 @@ Result<std::vector<FeatureView>> LoadFeatureViews(const std::filesystem::path& d
 // Catalog migrations of this module (feature log offsets). Apply with catalog::Migrate.
 std::vector<catalog::Migration> Migrations();
 
-// ---- Online store --------------------------------------------------------------------------------
+// ---- Online store
+// --------------------------------------------------------------------------------
 
 // Per (view, stream partition): how far the processor got, and its opaque progress (watermark,
 // counters) at that point.
@@ -144,7 +146,8 @@ Result<std::unique_ptr<OnlineStore>> OpenRocksOnlineStore(stream::EventLog* log)
 // The consumer a view's processor commits as: "features.<view>".
 std::string ConsumerName(std::string_view view);
 
-// ---- Reads ---------------------------------------------------------------------------------------
+// ---- Reads
+// ---------------------------------------------------------------------------------------
 
 struct FeatureValue {
   std::string name;
@@ -159,10 +162,11 @@ struct FeatureVector {
   int64_t as_of_us = 0;              // the read time
 };
 
-// ---- Processor -----------------------------------------------------------------------------------
+// ---- Processor
+// -----------------------------------------------------------------------------------
 
 struct ProcessorOptions {
-  int64_t poll_interval_us = 50'000;  // polls without notifications
+  int64_t poll_interval_us = 50'000;   // polls without notifications
   size_t max_records_per_poll = 2048;  // per partition and poll
   size_t max_cached_keys = 200'000;    // per view: key states kept decoded in memory
   std::function<int64_t()> now_us;     // wall clock for _applied_at and freshness; tests inject one
@@ -173,7 +177,7 @@ struct ProcessorOptions {
   catalog::Store* catalog = nullptr;
   sql::Engine* loader = nullptr;
   std::filesystem::path scratch_dir;
-  size_t log_flush_rows = 100'000;          // flush once this many rows are pending
+  size_t log_flush_rows = 100'000;             // flush once this many rows are pending
   int64_t log_flush_interval_us = 10'000'000;  // or this long after the last flush
 };
 
@@ -183,20 +187,20 @@ struct PartitionStats {
   int64_t end_offset = 0;      // the log's end offset
   int64_t lag = 0;             // end - applied
   int64_t watermark_us = INT64_MIN;
-  int64_t logged_offset = 0;   // next offset to write to the feature log
+  int64_t logged_offset = 0;  // next offset to write to the feature log
 };
 
 struct ViewStats {
   std::string view;
   std::string stream;
-  int64_t events_applied = 0;   // events aggregated (not late), since the state was created
-  int64_t late_events = 0;      // older than the partition watermark: dropped
-  int64_t invalid_events = 0;   // payload not a JSON object: skipped (since start)
+  int64_t events_applied = 0;       // events aggregated (not late), since the state was created
+  int64_t late_events = 0;          // older than the partition watermark: dropped
+  int64_t invalid_events = 0;       // payload not a JSON object: skipped (since start)
   int64_t last_event_time_us = 0;   // of the last applied record
   int64_t last_ingest_time_us = 0;  // of the last applied record
   int64_t last_applied_at_us = 0;   // when its batch was committed
   int64_t last_delay_us = 0;  // commit time - ingest time of the oldest record in the last batch
-  int64_t log_rows_committed = 0;   // feature log rows committed to the lake since start
+  int64_t log_rows_committed = 0;  // feature log rows committed to the lake since start
   std::vector<PartitionStats> partitions;
 };
 
@@ -237,7 +241,8 @@ class StreamProcessor {
 
   // Aggregates at read time t: windows (t - W, t] (window.h semantics). Unknown key: count,
   // sum and count_distinct 0, others null. Unknown view: kNotFound.
-  Result<FeatureVector> Get(std::string_view view, std::string_view key, int64_t read_time_us) const;
+  Result<FeatureVector> Get(std::string_view view, std::string_view key,
+                            int64_t read_time_us) const;
   Result<std::vector<FeatureVector>> GetMany(std::string_view view,
                                              const std::vector<std::string>& keys,
                                              int64_t read_time_us) const;

@@ -130,20 +130,19 @@ allowed_lateness: 5m
 )";
 
 stream::Event Ev(const std::string& key, int64_t t, const std::string& type, double value) {
-  return {key, t, "",
-          "{\"event_type\":\"" + type + "\",\"value\":" + std::to_string(value) + "}"};
+  return {key, t, "", "{\"event_type\":\"" + type + "\",\"value\":" + std::to_string(value) + "}"};
 }
 
 TEST_F(ProcessorTest, FreshReadsRightAfterAppend) {
   ASSERT_TRUE(log_->RegisterStream({.name = "clicks", .partitions = 2}).ok());
   StartProcessor({View(kClicksView)});
   const int64_t t0 = kBase;
-  ASSERT_TRUE(log_->Append("clicks", {Ev("alice", t0, "click", 1), Ev("alice", t0 + 10 * kSec,
-                                                                      "click", 2),
-                                      Ev("alice", t0 + 20 * kSec, "purchase", 30.5),
-                                      Ev("bob", t0, "click", 1),
-                                      Ev("alice", t0 - 10 * kMin, "click", 1)})  // late
-                  .ok());
+  ASSERT_TRUE(
+      log_->Append("clicks",
+                   {Ev("alice", t0, "click", 1), Ev("alice", t0 + 10 * kSec, "click", 2),
+                    Ev("alice", t0 + 20 * kSec, "purchase", 30.5), Ev("bob", t0, "click", 1),
+                    Ev("alice", t0 - 10 * kMin, "click", 1)})  // late
+          .ok());
   WaitAll("clicks");
   auto v = proc_->Get("customer_activity", "alice", t0 + 20 * kSec);
   ASSERT_TRUE(v.ok()) << v.status().ToString();
@@ -241,7 +240,8 @@ TEST_F(ProcessorTest, RestartContinuesWithoutDoubleCounting) {
   // A changed definition rebuilds the state from the log: still the reference.
   Close();
   OpenLog();
-  FeatureView changed = View(testing::DiffViewYaml() + "  - {name: extra, agg: max, field: value, window: 2h}\n");
+  FeatureView changed =
+      View(testing::DiffViewYaml() + "  - {name: extra, agg: max, field: value, window: 2h}\n");
   StartProcessor({changed}, o);
   WaitAll("s");
   EXPECT_GT(ref.Check(*proc_, view, 4), 1000);
@@ -292,14 +292,16 @@ TEST_F(ProcessorTest, FeatureLogLandsInTheLakeExactlyOnce) {
     return ParseJsonObject(r->body)->at("rows").as_array();
   };
   const std::string from = " FROM read_parquet([" + list + "])";
-  auto rows = query("SELECT count(*), count(DISTINCT (_partition, _offset)), min(event_time)" + from);
+  auto rows =
+      query("SELECT count(*), count(DISTINCT (_partition, _offset)), min(event_time)" + from);
   EXPECT_EQ(rows.at(0).as_array().at(0).to_number<int64_t>(), ref.applied());
   EXPECT_EQ(rows.at(0).as_array().at(1).to_number<int64_t>(), ref.applied());
   // The last logged row of a key equals a read at that event's time when it is the key's newest.
   for (const std::string key : {"k1", "k2", "k\"odd,key"}) {
-    auto last = query("SELECT epoch_us(event_time), clicks_5m, clicks_1h, spend_24h, last_value_1h" +
-                      from + " WHERE entity_key = " + sql::QuoteLiteral(key) +
-                      " ORDER BY event_time DESC, _offset DESC LIMIT 1");
+    auto last =
+        query("SELECT epoch_us(event_time), clicks_5m, clicks_1h, spend_24h, last_value_1h" + from +
+              " WHERE entity_key = " + sql::QuoteLiteral(key) +
+              " ORDER BY event_time DESC, _offset DESC LIMIT 1");
     ASSERT_EQ(last.size(), 1u) << key;
     const auto& row = last.at(0).as_array();
     const int64_t t = row.at(0).to_number<int64_t>();

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/fs.h"
+#include "core/yaml.h"
 #include "ingest/ingest.h"
 #include "ingest/internal/secrets.h"
 
@@ -134,18 +135,7 @@ Result<Lookback> ParseLookback(const std::string& text) {
 
 Result<SourceSpec> ParseSource(const std::string& yaml_text, const std::string& file_name) {
   Parser p(file_name);
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::ParserException& e) {
-    return InvalidArgument(file_name + ":" + std::to_string(e.mark.line + 1) +
-                           ": not valid YAML: " + e.msg);
-  } catch (const YAML::Exception& e) {
-    return InvalidArgument(file_name + ": not valid YAML: " + e.msg);
-  }
-  if (!root.IsMap()) {
-    return InvalidArgument(file_name + ":1: a source definition must be a mapping of keys");
-  }
+  ASSIGN_OR_RETURN(YAML::Node root, LoadYamlMapping(yaml_text, file_name, "a source definition"));
 
   SourceSpec spec;
   spec.file_name = file_name;

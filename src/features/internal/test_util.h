@@ -34,8 +34,8 @@ inline constexpr int64_t kBase = 1'700'000'000LL * kSec;
 
 // The differential view: every aggregation at 5m, 1h and 24h; 5m lateness.
 inline std::string DiffViewYaml(const std::string& name = "diff", const std::string& stream = "s") {
-  std::string y = "name: " + name + "\nkind: stream\nstream: " + stream +
-                  "\nallowed_lateness: 5m\nfeatures:\n";
+  std::string y =
+      "name: " + name + "\nkind: stream\nstream: " + stream + "\nallowed_lateness: 5m\nfeatures:\n";
   const char* windows[] = {"5m", "1h", "24h"};
   for (const char* agg : {"count", "sum", "avg", "min", "max", "last", "count_distinct"}) {
     for (const char* w : windows) {
@@ -95,8 +95,8 @@ inline std::string Payload(const RefEvent& e) {
 // Appends and records partition/late flags in append order (as the log orders a partition).
 class Reference {
  public:
-  Reference(int partitions, int64_t lateness) : parts_(partitions), lateness_(lateness),
-                                                max_(partitions, INT64_MIN) {}
+  Reference(int partitions, int64_t lateness)
+      : parts_(partitions), lateness_(lateness), max_(partitions, INT64_MIN) {}
 
   void Append(stream::EventLog& log, const std::string& stream, std::vector<RefEvent> events) {
     for (size_t i = 0; i < events.size(); i += 100) {
@@ -173,13 +173,24 @@ class Reference {
     std::sort(distinct.begin(), distinct.end());
     distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
     switch (f.agg) {
-      case stream::Agg::kCount: return static_cast<double>(count);
-      case stream::Agg::kSum: return sum;
-      case stream::Agg::kCountDistinct: return static_cast<double>(distinct.size());
-      case stream::Agg::kAvg: if (count) return sum / static_cast<double>(count); return {};
-      case stream::Agg::kMin: if (count) return mn; return {};
-      case stream::Agg::kMax: if (count) return mx; return {};
-      case stream::Agg::kLast: if (count) return last; return {};
+      case stream::Agg::kCount:
+        return static_cast<double>(count);
+      case stream::Agg::kSum:
+        return sum;
+      case stream::Agg::kCountDistinct:
+        return static_cast<double>(distinct.size());
+      case stream::Agg::kAvg:
+        if (count) return sum / static_cast<double>(count);
+        return {};
+      case stream::Agg::kMin:
+        if (count) return mn;
+        return {};
+      case stream::Agg::kMax:
+        if (count) return mx;
+        return {};
+      case stream::Agg::kLast:
+        if (count) return last;
+        return {};
     }
     return {};
   }
