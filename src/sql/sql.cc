@@ -268,8 +268,10 @@ class Engine::Impl {
     columns.reserve(n);
     for (idx_t i = 0; i < n; ++i) {
       LogicalType type(duckdb_prepared_statement_column_logical_type(p, i));
-      columns.push_back({duckdb_prepared_statement_column_name(p, i),
-                         internal::TypeToSql(type.get(), keywords_)});
+      // The C API hands out a copy of the name, ours to free.
+      const char* name = duckdb_prepared_statement_column_name(p, i);
+      columns.push_back({name ? name : "", internal::TypeToSql(type.get(), keywords_)});
+      duckdb_free(const_cast<char*>(name));
       if (codecs != nullptr) codecs->push_back(internal::BuildCodec(type.get()));
     }
     return columns;
