@@ -34,8 +34,11 @@ test-e2e: build
 test-slow: build
 	LAKELOOP_SLOW=1 $(PY) -m pytest -q tests/e2e
 
+# Every recorded scenario (bench/README.md); results land in bench/results/.
 bench: build
 	$(PY) bench/run.py
+	$(PY) bench/ingest.py --rows 24000000
+	$(PY) bench/streams.py
 
 fmt:
 	find src -name '*.h' -o -name '*.cc' | xargs clang-format -i
