@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "catalog/catalog.h"
 #include "core/status.h"
 
 namespace lakeloop {
@@ -29,11 +30,11 @@ namespace lakeloop::api {
 // ---------------------------------------------------------------------------------------------
 // Auth
 
-// Ordered: a stronger role satisfies every weaker minimum.
-enum class Role { kNone, kReader, kWriter, kAdmin };
-
-std::string_view RoleName(Role role);  // "none" | "reader" | "writer" | "admin"
-Result<Role> ParseRole(std::string_view name);
+// Roles are the catalog's (tokens are stored with them); ordered, so a stronger role satisfies
+// every weaker minimum.
+using Role = catalog::Role;
+using catalog::ParseRole;  // reader | writer | admin
+using catalog::RoleName;   // "none" | "reader" | "writer" | "admin"
 
 // Maps a bearer token to its role. Implementations must be thread-safe: Verify runs on a network
 // thread for inline routes (so keep it fast: an in-memory cache) and on a worker for worker routes.

@@ -11,30 +11,6 @@
 namespace lakeloop::api {
 
 // ---------------------------------------------------------------------------------------------
-// Roles
-
-std::string_view RoleName(Role role) {
-  switch (role) {
-    case Role::kNone:
-      return "none";
-    case Role::kReader:
-      return "reader";
-    case Role::kWriter:
-      return "writer";
-    case Role::kAdmin:
-      return "admin";
-  }
-  return "none";
-}
-
-Result<Role> ParseRole(std::string_view name) {
-  for (Role r : {Role::kNone, Role::kReader, Role::kWriter, Role::kAdmin}) {
-    if (RoleName(r) == name) return r;
-  }
-  return InvalidArgument("unknown role '" + std::string(name) + "' (none|reader|writer|admin)");
-}
-
-// ---------------------------------------------------------------------------------------------
 // Request / Response / Responder
 
 namespace {

@@ -89,7 +89,8 @@ TEST(RouterTest, ErrorResponseUsesCodeTable) {
 }
 
 TEST(RouterTest, RolesRoundTrip) {
-  for (Role r : {Role::kNone, Role::kReader, Role::kWriter, Role::kAdmin}) {
+  EXPECT_EQ(RoleName(Role::kNone), "none");
+  for (Role r : {Role::kReader, Role::kWriter, Role::kAdmin}) {
     auto parsed = ParseRole(RoleName(r));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, r);

@@ -44,9 +44,6 @@ Status AddAllRoutes(Router& router, Services* services) {
   return AddOpenApiRoute(router, info);
 }
 
-Result<Role> CatalogTokenVerifier::Verify(std::string_view token) {
-  ASSIGN_OR_RETURN(catalog::Role r, tokens_->Verify(token));
-  return static_cast<Role>(static_cast<int>(r));
-}
+Result<Role> CatalogTokenVerifier::Verify(std::string_view token) { return tokens_->Verify(token); }
 
 }  // namespace lakeloop::api
