@@ -19,4 +19,10 @@ Result<YAML::Node> LoadYamlMapping(std::string_view text, const std::string& fil
   return root;
 }
 
+Status YamlError(const std::string& file_name, const YAML::Node& n, std::string_view what) {
+  std::string where = file_name;
+  if (n.IsDefined() && n.Mark().line >= 0) where += ":" + std::to_string(n.Mark().line + 1);
+  return InvalidArgument(where + ": " + std::string(what));
+}
+
 }  // namespace lakeloop

@@ -15,4 +15,7 @@ namespace lakeloop {
 Result<YAML::Node> LoadYamlMapping(std::string_view text, const std::string& file_name,
                                    std::string_view what);
 
+// "<file>:<line of n>: <what>" as kInvalidArgument (without the line when n has no position).
+Status YamlError(const std::string& file_name, const YAML::Node& n, std::string_view what);
+
 }  // namespace lakeloop

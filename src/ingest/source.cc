@@ -35,9 +35,7 @@ class Parser {
   explicit Parser(const std::string& file) : file_(file) {}
 
   Status Bad(const YAML::Node& n, const std::string& what) const {
-    std::string where = file_;
-    if (n.IsDefined() && n.Mark().line >= 0) where += ":" + std::to_string(n.Mark().line + 1);
-    return InvalidArgument(where + ": " + what);
+    return YamlError(file_, n, what);
   }
 
   Result<std::string> Str(const YAML::Node& n, const std::string& key) const {

@@ -118,36 +118,26 @@ Result<std::unique_ptr<Realtime>> Realtime::Open(catalog::Store* catalog, lake::
 Result<ProjectFiles> Realtime::ReadProject() {
   ProjectFiles out;
   std::vector<std::string> errors;
-  for (const auto& f : ListFiles(options_.project / "streams", {".yaml", ".yml"})) {
-    auto text = ReadFile(f);
-    if (!text.ok()) {
-      errors.push_back(text.status().message());
-      continue;
+  // Parses every YAML file of a project folder with `parse`, collecting every error.
+  auto each_file = [&](const char* folder, auto parse) {
+    for (const auto& f : ListFiles(options_.project / folder, {".yaml", ".yml"})) {
+      auto text = ReadFile(f);
+      Status s = text.ok() ? parse(*text, RelativePath(f, options_.project)) : text.status();
+      if (!s.ok()) errors.push_back(s.message());
     }
-    std::string origin = RelativePath(f, options_.project);
-    auto def = stream::ParseStreamDefinition(*text, origin);
-    if (!def.ok()) {
-      errors.push_back(def.status().message());
-      continue;
-    }
-    out.definitions.push_back({"stream", def->name, *text, origin});
-    out.streams.push_back(std::move(*def));
-  }
-  for (const auto& f : ListFiles(options_.project / "features", {".yaml", ".yml"})) {
-    auto text = ReadFile(f);
-    if (!text.ok()) {
-      errors.push_back(text.status().message());
-      continue;
-    }
-    std::string origin = RelativePath(f, options_.project);
-    auto view = features::ParseFeatureView(*text, origin);
-    if (!view.ok()) {
-      errors.push_back(view.status().message());
-      continue;
-    }
-    out.definitions.push_back({"feature_view", view->name, *text, origin});
-    out.views.push_back(std::move(*view));
-  }
+  };
+  each_file("streams", [&](const std::string& text, const std::string& origin) -> Status {
+    ASSIGN_OR_RETURN(auto def, stream::ParseStreamDefinition(text, origin));
+    out.definitions.push_back({"stream", def.name, text, origin});
+    out.streams.push_back(std::move(def));
+    return Status::Ok();
+  });
+  each_file("features", [&](const std::string& text, const std::string& origin) -> Status {
+    ASSIGN_OR_RETURN(auto view, features::ParseFeatureView(text, origin));
+    out.definitions.push_back({"feature_view", view.name, text, origin});
+    out.views.push_back(std::move(view));
+    return Status::Ok();
+  });
   if (errors.empty()) errors = CrossCheck(out.streams, out.views);
   if (!errors.empty()) {
     std::string msg = "the project has errors; nothing was applied:";
