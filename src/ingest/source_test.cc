@@ -107,6 +107,43 @@ TEST(ParseSourceTest, ErrorsNameFileAndLine) {
   EXPECT_THAT(s.status().message(), HasSubstr("a.yaml:3"));
 }
 
+TEST(ParseSourceTest, CursorTypeAndPostgresTimeouts) {
+  auto s = ParseSource(
+      "type: sqlite\ndatabase: a.db\ntable: t\ncursor: ts\ncursor_type: unix_millis\n"
+      "lookback: 1h\n",
+      "sources/t.yaml");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->cursor_type, "unix_millis");
+  auto pg = ParseSource(
+      "type: postgres\ndsn: postgresql://app@h/db\ntable: t\nconnect_timeout: 3s\n"
+      "statement_timeout: 2m\n",
+      "sources/p.yaml");
+  ASSERT_TRUE(pg.ok()) << pg.status().ToString();
+  EXPECT_EQ(pg->connect_timeout_ms, 3000);
+  EXPECT_EQ(pg->statement_timeout_ms, 120000);
+  auto defaults = ParseSource("type: postgres\ndsn: postgresql://app@h/db\ntable: t\n", "p.yaml");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->connect_timeout_ms, 10000);
+  EXPECT_EQ(defaults->statement_timeout_ms, 300000);
+  struct Bad {
+    std::string yaml, want;
+  } bad[] = {
+      {"type: sqlite\ndatabase: a.db\ntable: t\ncursor: ts\ncursor_type: epoch\n",
+       "t.yaml:5: cursor_type must be timestamp, text_timestamp"},
+      {"type: sqlite\ndatabase: a.db\ntable: t\ncursor_type: integer\n", "needs a 'cursor'"},
+      {"type: sqlite\ndatabase: a.db\ntable: t\nstatement_timeout: 5s\n",
+       "key 'statement_timeout' is not valid for type sqlite"},
+      {"type: postgres\ndsn: postgresql://app@h/db\ntable: t\nconnect_timeout: 10\n",
+       "t.yaml:4: 'connect_timeout' must be a duration"},
+  };
+  for (const auto& b : bad) {
+    auto r = ParseSource(b.yaml, "sources/t.yaml");
+    ASSERT_FALSE(r.ok()) << b.yaml;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_THAT(r.status().message(), HasSubstr(b.want)) << r.status().message();
+  }
+}
+
 TEST(ParseSourceTest, LiteralPasswordsAreRefused) {
   for (const char* dsn : {"postgresql://app:hunter2@127.0.0.1/shop",
                           "host=127.0.0.1 user=app password=hunter2 dbname=shop",
