@@ -1,6 +1,7 @@
 // PostgreSQL sources against a real server started by the test (initdb + pg_ctl as the postgres
-// user, on a free port, in a temp dir), stopped at the end. The server binaries are looked up in
-// $LAKELOOP_PG_BIN, `pg_config --bindir`, /usr/lib/postgresql/<newest>/bin and PATH. When none has
+// user, on a free port, in a temp dir), stopped at the end. The server binaries are
+// $LAKELOOP_PG_BIN when set, else looked up in `pg_config --bindir`,
+// /usr/lib/postgresql/<newest>/bin and PATH. When none has
 // them the tests skip, except under CI=true (CI must run every real component): then they fail.
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
@@ -55,10 +56,15 @@ std::string ShOut(const std::string& cmd) {
 
 // The folder holding initdb and pg_ctl, or empty.
 std::string FindPostgresBin() {
-  std::vector<std::string> candidates;
-  if (const char* env = std::getenv("LAKELOOP_PG_BIN")) candidates.push_back(env);
-  candidates.push_back(ShOut("pg_config --bindir 2>/dev/null"));
   std::error_code ec;
+  auto has_server = [&](const std::string& dir) {
+    return !dir.empty() && std::filesystem::exists(dir + "/initdb", ec) &&
+           std::filesystem::exists(dir + "/pg_ctl", ec);
+  };
+  // An explicit choice is the only candidate (so a test can also point it at nothing).
+  if (const char* env = std::getenv("LAKELOOP_PG_BIN")) return has_server(env) ? env : "";
+  std::vector<std::string> candidates;
+  candidates.push_back(ShOut("pg_config --bindir 2>/dev/null"));
   std::vector<std::filesystem::path> versions;
   for (const auto& e : std::filesystem::directory_iterator("/usr/lib/postgresql", ec)) {
     versions.push_back(e.path() / "bin");
@@ -68,10 +74,7 @@ std::string FindPostgresBin() {
   std::string initdb = ShOut("command -v initdb 2>/dev/null");
   if (!initdb.empty()) candidates.push_back(std::filesystem::path(initdb).parent_path().string());
   for (const auto& c : candidates) {
-    if (!c.empty() && std::filesystem::exists(c + "/initdb", ec) &&
-        std::filesystem::exists(c + "/pg_ctl", ec)) {
-      return c;
-    }
+    if (has_server(c)) return c;
   }
   return "";
 }

@@ -1,6 +1,6 @@
 """A PostgreSQL source through the real binary, against a real PostgreSQL server this test starts.
 
-The server binaries are looked up in $LAKELOOP_PG_BIN, `pg_config --bindir`,
+The server binaries are $LAKELOOP_PG_BIN when set, else looked up in `pg_config --bindir`,
 /usr/lib/postgresql/<newest>/bin and PATH. Missing binaries skip these tests on a developer machine,
 but fail them under CI=true: CI must never pass without the real component (scripts/setup.sh
 installs it).
@@ -20,9 +20,13 @@ PASSWORD = "e2e-secret-pw"
 
 def find_pg_bin():
     """The folder holding initdb and pg_ctl, or None."""
+    def has_server(d):
+        return (d / "initdb").exists() and (d / "pg_ctl").exists()
+
+    if os.environ.get("LAKELOOP_PG_BIN"):  # an explicit choice is the only candidate
+        d = Path(os.environ["LAKELOOP_PG_BIN"])
+        return d if has_server(d) else None
     candidates = []
-    if os.environ.get("LAKELOOP_PG_BIN"):
-        candidates.append(Path(os.environ["LAKELOOP_PG_BIN"]))
     if shutil.which("pg_config"):
         out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
         if out.returncode == 0 and out.stdout.strip():
@@ -35,7 +39,7 @@ def find_pg_bin():
     if shutil.which("initdb"):
         candidates.append(Path(shutil.which("initdb")).resolve().parent)
     for c in candidates:
-        if (c / "initdb").exists() and (c / "pg_ctl").exists():
+        if has_server(c):
             return c
     return None
 
