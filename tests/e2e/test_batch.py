@@ -287,6 +287,11 @@ def test_example_builds_twice_served_and_scheduled_source_runs_stay_green(shop):
                                                                              p.stderr)
         q = lambda query: s.sql(query).json()["rows"]  # noqa: E731
         assert customer_counts(q) == [500, 500, 500]
+        # The second build re-read only the lookback window and de-duplicated it: one load.
+        assert q("SELECT count(DISTINCT _batch_id) FROM raw.customers") == [[1]]
+        runs = requests.get(s.url + "/api/v1/runs?job=source:customers").json()["runs"]
+        assert len(runs) == 2 and all(x["status"] == "succeeded" for x in runs), runs
+        assert sorted(x["rows_out"] for x in runs) == [0, 500], runs
         # The scheduler's own jobs for every example source, again and again.
         newest = q("SELECT max(updated_at) FROM raw.customers")[0][0]
         for round_ in range(3):
