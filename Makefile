@@ -50,8 +50,9 @@ fmt-check:
 
 # ASan+UBSan build of the unit tests (TSan: make sanitize SANITIZE=thread); CI runs it after
 # `make test` (.ci/run). Any sanitizer report fails the run: UBSan halts on its first finding
-# (it only prints by default), ASan/LSan exit non-zero, TSan exits 66 after reporting every race. SANITIZE_TARGETS narrows the
-# build (e.g. SANITIZE_TARGETS=core_test), SANITIZE_TESTS is a ctest -R regex.
+# (it only prints by default), ASan/LSan exit non-zero, TSan exits 66 after reporting every
+# race. SANITIZE_TARGETS narrows the build (e.g. SANITIZE_TARGETS=core_test) and then
+# SANITIZE_TESTS (a ctest -R regex) must select only the tests of those targets.
 SANITIZE ?= address,undefined
 SANITIZE_BUILD = build-$(subst $(comma),-,$(SANITIZE))
 SANITIZE_TARGETS ?=
