@@ -257,6 +257,8 @@ def customer_counts(query):
 
 
 def test_example_builds_twice_embedded_and_loads_only_the_window(shop):
+    """`lakeloop build` twice in a row, embedded: both succeed, the second re-reads only the 1h
+    lookback window of customers and loads nothing twice; a later update loads exactly one version."""
     project, data, _ = shop
     run_cli(project, data, "apply")
     for attempt in range(2):
@@ -277,6 +279,8 @@ def test_example_builds_twice_embedded_and_loads_only_the_window(shop):
 
 
 def test_example_builds_twice_served_and_scheduled_source_runs_stay_green(shop):
+    """`lakeloop build` twice through a running server, then the scheduler's own jobs of every
+    example source triggered again and again (API runs): every run succeeds, keys never double."""
     project, data, _ = shop
     s = Server(project, data).start()
     try:
