@@ -333,6 +333,44 @@ TEST_F(PostgresTest, QueryWithBadRows) {
   EXPECT_EQ(std::string(rej[0].as_array()[0].as_string()), "updated_at=2026-11-26 09:00:00");
 }
 
+// Text timestamps (read whole: PostgreSQL text has no safe push-down) and unix seconds (pushed
+// down as numbers) with a duration lookback, run after run.
+TEST_F(PostgresTest, TextAndUnixCursorsWithLookback) {
+  ASSERT_EQ(server_->Exec("DROP TABLE IF EXISTS ev; CREATE TABLE ev (id int PRIMARY KEY, "
+                          "t_text text NOT NULL, t_unix bigint NOT NULL);"
+                          "INSERT INTO ev VALUES (1, '2026-11-26 08:00:00', 1795680000),"
+                          "(2, '2026-11-26T09:00:00Z', 1795683600),"
+                          "(3, '2026-11-26T12:00:00+02:00', 1795687200)"),
+            "");
+  auto text = Spec("type: postgres\ndsn: " + Dsn() +
+                       "\nquery: SELECT id, t_text FROM ev\ncursor: t_text\nlookback: 90m\n"
+                       "key: [id]\n",
+                   "sources/ev_text.yaml");
+  auto unix = Spec("type: postgres\ndsn: " + Dsn() +
+                       "\nquery: SELECT id, t_unix FROM ev\ncursor: t_unix\ncursor_type: "
+                       "unix_seconds\nlookback: 90m\nkey: [id]\n",
+                   "sources/ev_unix.yaml");
+  for (const auto* spec : {&text, &unix}) {
+    auto r = RunSource(*spec);
+    ASSERT_TRUE(r.ok()) << spec->name << ": " << r.status().ToString();
+    EXPECT_EQ(r->rows_loaded, 3);
+    EXPECT_EQ(r->cursor_after, "2026-11-26 10:00:00");
+    for (int i = 0; i < 2; ++i) {
+      r = RunSource(*spec);
+      ASSERT_TRUE(r.ok()) << spec->name << ": " << r.status().ToString();
+      EXPECT_EQ(r->rows_loaded, 0);
+      EXPECT_EQ(r->rows_deduplicated, 2);  // 09:00 and 10:00 are inside 90 minutes
+    }
+  }
+  ASSERT_EQ(server_->Exec("INSERT INTO ev VALUES (4, '2026-11-26T09:30:00Z', 1795685400)"), "");
+  for (const auto* spec : {&text, &unix}) {
+    auto r = RunSource(*spec);
+    ASSERT_TRUE(r.ok()) << spec->name << ": " << r.status().ToString();
+    EXPECT_EQ(r->rows_loaded, 1);
+    EXPECT_EQ(Count(spec->name), 4);
+  }
+}
+
 // Issue 7 item 5: a statement past statement_timeout fails the run cleanly, nothing committed.
 TEST_F(PostgresTest, StatementTimeoutFailsTheRunAndCommitsNothing) {
   ASSERT_EQ(server_->Exec("INSERT INTO " + table_ +
