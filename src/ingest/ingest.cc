@@ -76,6 +76,16 @@ Result<std::string> Sha256File(const std::filesystem::path& path) {
   return Hex(md, len);
 }
 
+// read_csv options for files whose lines may be long (db extracts: a line is a row; JSON lines).
+// read_csv allocates `buffer_size` up front per scan whatever the file's size (by default 16 x
+// max_line_size: 1.5 GiB for 100 MB lines, past a 1GB memory_limit), so both are sized to the
+// file: lines up to 100 MB (or the file), a buffer of twice that, at least DuckDB's default 32 MiB.
+std::string LongLineOptions(int64_t file_size) {
+  const int64_t line = std::clamp<int64_t>(file_size + 1, int64_t{2} << 20, 100'000'000);
+  const int64_t buffer = std::max<int64_t>(2 * line, int64_t{32} << 20);
+  return "max_line_size = " + std::to_string(line) + ", buffer_size = " + std::to_string(buffer);
+}
+
 // Glob match: `**` any characters (also '/'), `*` any except '/', `?` one except '/'.
 bool GlobMatch(std::string_view p, std::string_view s) {
   if (p.empty()) return s.empty();
@@ -555,8 +565,7 @@ Result<Part> Run::SniffFile(const InputFile& f, size_t index) {
           Exec("CREATE TABLE " + p.table +
                " AS SELECT _line, row_number() OVER () AS _ord FROM read_csv(" + src +
                ", columns = {'_line': 'VARCHAR'}, header = false, delim = " + QuoteLiteral("\x01") +
-               ", quote = '', escape = '', auto_detect = false, "
-               "max_line_size = 100000000)");
+               ", quote = '', escape = '', auto_detect = false, " + LongLineOptions(f.size) + ")");
       if (!read.ok()) return unreadable(read);
       // Columns: the keys of the object lines in order of appearance, typed by the structure of
       // their values (read_json's own sniffing gives up on a file with one non-object line).
@@ -1387,11 +1396,14 @@ Result<LoadResult> Run::RunDb() {
   for (const auto& c : p.columns) {
     columns += (columns.empty() ? "" : ", ") + QuoteLiteral(c.name) + ": 'VARCHAR'";
   }
+  std::error_code size_ec;
+  const auto spool_size = static_cast<int64_t>(std::filesystem::file_size(csv, size_ec));
   RETURN_IF_ERROR(Exec("CREATE TABLE " + p.table +
                        " AS SELECT *, row_number() OVER () AS _ord FROM read_csv(" +
                        QuoteLiteral(csv.string()) + ", columns = {" + columns +
                        "}, header = true, auto_detect = false, delim = ',', quote = '\"', "
-                       "escape = '\"', allow_quoted_nulls = false, max_line_size = 100000000)"));
+                       "escape = '\"', allow_quoted_nulls = false, " +
+                       LongLineOptions(size_ec ? 100'000'000 : spool_size) + ")"));
   // New columns take the source's mapped (or declared) types; the part itself is text, typed to
   // the table's types by TypePart.
   RETURN_IF_ERROR(PlanSchema({p}));

@@ -721,6 +721,32 @@ TEST_F(SqliteTest, IncompatibleCursorIsOneLineNamingFileColumnTypeAndFix) {
   }
 }
 
+// read_csv allocated its whole buffer (16 x the 100 MB line limit = 1.5 GiB) up front, so every
+// db source and JSON-lines file failed with "Out of Memory" under a memory_limit below that.
+TEST_F(SqliteTest, DbAndJsonLinesLoadUnderASmallMemoryLimit) {
+  ingestor_.reset();
+  engine_.reset();
+  sql::EngineOptions eo;
+  eo.sandboxed = false;
+  eo.scratch_dir = root_ / "scratch";
+  eo.memory_limit = "256MB";
+  auto engine = sql::Engine::Open(eo);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  engine_ = std::move(engine).value();
+  IngestorOptions io;
+  io.scratch_dir = root_ / "spool";
+  ingestor_ = std::make_unique<Ingestor>(engine_.get(), lake_.get(), catalog_.get(), project_, io);
+
+  Sql("CREATE TABLE t (id INTEGER, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'b');");
+  auto db = RunSource(Spec("type: sqlite\ndatabase: shop.db\ntable: t\n", "sources/t.yaml"));
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  EXPECT_EQ(db->rows_loaded, 2);
+  Write("landing/p.jsonl", "{\"a\": 1}\n{\"a\": 2}\n");
+  auto json = RunSource(Spec("type: files\npath: landing/p.jsonl\n", "sources/p.yaml"));
+  ASSERT_TRUE(json.ok()) << json.status().ToString();
+  EXPECT_EQ(json->rows_loaded, 2);
+}
+
 TEST_F(SqliteTest, MissingEnvVariableIsNamed) {
   unsetenv("INGEST_TEST_NO_SUCH_DB");
   auto spec = Spec("type: sqlite\ndatabase: ${INGEST_TEST_NO_SUCH_DB}\ntable: t\n");

@@ -311,3 +311,31 @@ def test_example_builds_twice_served_and_scheduled_source_runs_stay_green(shop):
         assert customer_counts(q) == [501, 500, 501]
     finally:
         s.stop()
+
+
+def test_incompatible_cursor_fails_with_one_line_naming_the_fix(project, data_dir):
+    """A lookback over text that is not time: the run fails with one line naming the file, the
+    column, its type and the fix (never DuckDB's list of candidate functions); nothing loads."""
+    import sqlite3
+    with sqlite3.connect(project / "app.db") as conn:
+        conn.execute("CREATE TABLE t (id INTEGER, code TEXT)")
+        conn.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+    (project / "sources").mkdir()
+    (project / "sources" / "codes.yaml").write_text(
+        "type: sqlite\ndatabase: app.db\ntable: t\ncursor: code\nlookback: 1h\nkey: [id]\n")
+    run_cli(project, data_dir, "apply")
+    p = run_cli(project, data_dir, "run", "source", "codes", check=False)
+    assert p.returncode != 0 and "failed" in p.stdout, p.stdout + p.stderr
+    s = Server(project, data_dir).start()
+    try:
+        r = requests.post(s.url + "/api/v1/runs", json={"job": "source:codes", "wait": True},
+                          timeout=60).json()
+        assert r["status"] == "failed", r
+        message = r["error"]["message"]
+        assert r["error"]["code"] == "invalid_argument", r
+        assert "\n" not in message and "Binder Error" not in message, message
+        assert message.startswith("sources/codes.yaml: cursor column 'code' (VARCHAR)"), message
+        assert "cursor_type: text_timestamp" in message, message
+        assert "raw.codes" not in {t["name"] for t in requests.get(s.url + "/api/v1/tables").json()["tables"]}
+    finally:
+        s.stop()
