@@ -27,6 +27,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The PostgreSQL tests start a real server: Debian's postgresql keeps initdb and pg_ctl in
+# /usr/lib/postgresql/<version>/bin (not on PATH); the tests find them there, and under CI=true a
+# missing one fails the run, so check here too.
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ] || [ ! -x "$pg_bin/pg_ctl" ] || ! id postgres >/dev/null 2>&1; then
+  echo "setup: PostgreSQL server binaries (initdb, pg_ctl) or the postgres user are missing:" \
+       "reinstall Debian's postgresql package" >&2
+  exit 1
+fi
+
 "$here/scripts/fetch_duckdb.sh"
 
 # Python side for end-to-end tests and the client (a venv keeps it off the system interpreter).

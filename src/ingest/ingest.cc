@@ -16,6 +16,7 @@
 #include "core/ids.h"
 #include "core/json.h"
 #include "core/time.h"
+#include "ingest/internal/cursor.h"
 #include "ingest/internal/extract.h"
 #include "ingest/internal/secrets.h"
 
@@ -73,6 +74,16 @@ Result<std::string> Sha256File(const std::filesystem::path& path) {
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), md, &len);
   return Hex(md, len);
+}
+
+// read_csv options for files whose lines may be long (db extracts: a line is a row; JSON lines).
+// read_csv allocates `buffer_size` up front per scan whatever the file's size (by default 16 x
+// max_line_size: 1.5 GiB for 100 MB lines, past a 1GB memory_limit), so both are sized to the
+// file: lines up to 100 MB (or the file), a buffer of twice that, at least DuckDB's default 32 MiB.
+std::string LongLineOptions(int64_t file_size) {
+  const int64_t line = std::clamp<int64_t>(file_size + 1, int64_t{2} << 20, 100'000'000);
+  const int64_t buffer = std::max<int64_t>(2 * line, int64_t{32} << 20);
+  return "max_line_size = " + std::to_string(line) + ", buffer_size = " + std::to_string(buffer);
 }
 
 // Glob match: `**` any characters (also '/'), `*` any except '/', `?` one except '/'.
@@ -321,8 +332,13 @@ class Run {
   std::vector<Column> target_;            // data columns of the table after this run
   bool evolved_ = false;
   bool overwrite_ = false;
-  // db cursor
+  // db cursor: cursor_type_ is the type of the normalised value (cursor_.type)
+  internal::CursorPlan cursor_;
   std::string cursor_type_;
+  std::string CursorSql(const std::string& value_sql) const {
+    return internal::CursorValueSql(cursor_, value_sql);
+  }
+  Status DecideCursor(const std::string& values_sql);
   std::optional<std::string> cursor_before_;
   std::optional<std::string> lower_;
   int64_t good_ = 0, rejected_ = 0, deduplicated_ = 0;
@@ -549,8 +565,7 @@ Result<Part> Run::SniffFile(const InputFile& f, size_t index) {
           Exec("CREATE TABLE " + p.table +
                " AS SELECT _line, row_number() OVER () AS _ord FROM read_csv(" + src +
                ", columns = {'_line': 'VARCHAR'}, header = false, delim = " + QuoteLiteral("\x01") +
-               ", quote = '', escape = '', auto_detect = false, "
-               "max_line_size = 100000000)");
+               ", quote = '', escape = '', auto_detect = false, " + LongLineOptions(f.size) + ")");
       if (!read.ok()) return unreadable(read);
       // Columns: the keys of the object lines in order of appearance, typed by the structure of
       // their values (read_json's own sniffing gives up on a file with one non-object line).
@@ -850,6 +865,13 @@ Status Run::TypePart(const Part& p, const std::string& key_expr) {
       reasons += ", CASE WHEN " + value + " IS NULL THEN " +
                  QuoteLiteral("required column \"" + c.name + "\" is missing") + " END";
     }
+    if (c.name == spec_.cursor && cursor_.type != cursor_.column_type) {
+      reasons += ", CASE WHEN " + value + " IS NOT NULL AND " + CursorSql(value) +
+                 " IS NULL THEN " + QuoteLiteral("cursor \"" + c.name + "\": cannot read '") +
+                 " || left(CAST(" + value + " AS VARCHAR), 100) || " +
+                 QuoteLiteral("' as " + std::string(internal::CursorKindName(cursor_.kind))) +
+                 " END";
+    }
     typed += (typed.empty() ? "" : ", ") + value + " AS " + q;
   }
   std::string from = p.table;
@@ -869,8 +891,8 @@ Status Run::TypePart(const Part& p, const std::string& key_expr) {
   }
   std::string cursor_ok = "true";
   if (!spec_.cursor.empty() && lower_) {
-    cursor_ok = "(" + QuoteIdentifier(spec_.cursor) + " > CAST(" + QuoteLiteral(*lower_) + " AS " +
-                cursor_type_ + "))";
+    cursor_ok = "(" + CursorSql(QuoteIdentifier(spec_.cursor)) + " > CAST(" +
+                QuoteLiteral(*lower_) + " AS " + cursor_type_ + "))";
   }
   const std::string t = schema_ + ".t";
   RETURN_IF_ERROR(Exec("CREATE OR REPLACE TABLE " + t + " AS SELECT " + typed + ", " + reason_expr +
@@ -906,8 +928,12 @@ Status Run::TypePart(const Part& p, const std::string& key_expr) {
   // A bad row at or below the stored cursor was re-read by the lookback and reported before.
   std::string fresh = "true";
   if (!spec_.cursor.empty() && cursor_before_ && !overwrite_) {
-    fresh = "NOT coalesce(" + QuoteIdentifier(spec_.cursor) + " <= CAST(" +
-            QuoteLiteral(*cursor_before_) + " AS " + cursor_type_ + "), false)";
+    // A row whose cursor does not read as the kind cannot be placed: it was reported by the run
+    // that first read it (a text timestamp source skips it after; see README).
+    const std::string cur = CursorSql(QuoteIdentifier(spec_.cursor));
+    fresh = "NOT coalesce(" + cur + " <= CAST(" + QuoteLiteral(*cursor_before_) + " AS " +
+            cursor_type_ + "), " + cur + " IS NULL AND " + QuoteIdentifier(spec_.cursor) +
+            " IS NOT NULL, false)";
   }
   return Exec("INSERT INTO " + schema_ + ".rej SELECT " +
               (p.origin.empty() ? std::string("NULL") : QuoteLiteral(p.origin)) + ", " +
@@ -1222,6 +1248,20 @@ Result<LoadResult> Run::RunFiles() {
 
 // ---- databases ----------------------------------------------------------------------------------
 
+// Decides a cursor kind left open by the definition from the values of `values_sql` (a query with
+// one text column `v`), then checks the lookback against it.
+Status Run::DecideCursor(const std::string& values_sql) {
+  const std::string v = "v";
+  ASSIGN_OR_RETURN(auto r, Rows("SELECT count(v), count(" + internal::TextTimestampSql(v) +
+                                "), max(TRY_CAST(v AS DOUBLE)) FROM (" + values_sql + ")"));
+  const auto& row = r.at(0).as_array();
+  std::optional<double> max_number;
+  if (!row.at(2).is_null()) max_number = row.at(2).to_number<double>();
+  ASSIGN_OR_RETURN(cursor_, internal::DecideCursor(spec_, cursor_, JsonInt(row.at(0)),
+                                                   JsonInt(row.at(1)), max_number));
+  return internal::CheckLookback(spec_, cursor_);
+}
+
 Result<LoadResult> Run::RunDb() {
   LoadResult result;
   result.batch_id = batch_id_;
@@ -1239,7 +1279,9 @@ Result<LoadResult> Run::RunDb() {
   } else {
     ASSIGN_OR_RETURN(internal::Resolved dsn, internal::ResolveEnv(spec_.dsn, "dsn"));
     secrets_.insert(secrets_.end(), dsn.secrets.begin(), dsn.secrets.end());
-    ASSIGN_OR_RETURN(reader, internal::OpenPostgres(dsn.text, spec_.table, spec_.query));
+    ASSIGN_OR_RETURN(
+        reader, internal::OpenPostgres(dsn.text, spec_.table, spec_.query,
+                                       {spec_.connect_timeout_ms, spec_.statement_timeout_ms}));
   }
   Part p;
   p.table = schema_ + ".f_0";
@@ -1274,11 +1316,34 @@ Result<LoadResult> Run::RunDb() {
                                                 {spec_.name}));
   if (!spec_.cursor.empty()) {
     const auto* in_table = table_ ? Find(table_->schema, spec_.cursor) : nullptr;
-    cursor_type_ = in_table ? in_table->type : Find(p.columns, spec_.cursor)->type;
-    if (!stored.empty() && table_) {
-      cursor_before_ = stored.Text(0, 0);
+    const std::string column_type = in_table ? in_table->type : Find(p.columns, spec_.cursor)->type;
+    std::optional<std::string> stored_type;
+    if (!stored.empty() && table_) stored_type = stored.Text(0, 1);
+    ASSIGN_OR_RETURN(cursor_, internal::PlanCursor(spec_, column_type, stored_type));
+    if (stored_type) {
+      // The stored value is normalised when it was recorded with this plan's kind; a cursor
+      // recorded in the column's own type (before kinds existed) is normalised here.
+      const std::string lit = QuoteLiteral(stored.Text(0, 0));
+      const bool raw =
+          *stored_type != internal::StoredCursorType(cursor_) && *stored_type == column_type;
+      if (!cursor_.decided) {
+        RETURN_IF_ERROR(DecideCursor("SELECT CAST(" + lit + " AS VARCHAR) AS v"));
+      }
+      const std::string expr = raw ? CursorSql("TRY_CAST(" + lit + " AS " + column_type + ")")
+                                   : "TRY_CAST(" + lit + " AS " + cursor_.type + ")";
+      ASSIGN_OR_RETURN(auto v, Rows("SELECT CAST(" + expr + " AS VARCHAR)"));
+      if (v.at(0).as_array().at(0).is_null()) {
+        return InvalidArgument(spec_.file_name + ": the stored cursor '" + stored.Text(0, 0) +
+                               "' of column '" + spec_.cursor + "' does not read as " +
+                               std::string(internal::CursorKindName(cursor_.kind)) +
+                               ": load it again with `lakeloop run source " + spec_.name +
+                               " --full-refresh`");
+      }
+      cursor_before_ = JsonText(v.at(0).as_array().at(0));
       result.cursor_before = *cursor_before_;
     }
+    cursor_type_ = cursor_.type;
+    if (cursor_.decided) RETURN_IF_ERROR(internal::CheckLookback(spec_, cursor_));
   }
   if (incremental && cursor_before_) {
     std::string base = "CAST(" + QuoteLiteral(*cursor_before_) + " AS " + cursor_type_ + ")";
@@ -1291,10 +1356,10 @@ Result<LoadResult> Run::RunDb() {
     }
     auto lower = Rows("SELECT CAST(" + expr + " AS VARCHAR)");
     if (!lower.ok()) {
-      return InvalidArgument(spec_.file_name + ": lookback '" +
-                             (spec_.lookback ? spec_.lookback->text : "") +
-                             "' does not fit cursor column '" + spec_.cursor + "' of type " +
-                             cursor_type_ + ": " + lower.status().message());
+      return InvalidArgument(
+          spec_.file_name + ": lookback '" + (spec_.lookback ? spec_.lookback->text : "") +
+          "' does not fit cursor column '" + spec_.cursor + "' of type " + cursor_type_ + ": " +
+          lower.status().message().substr(0, lower.status().message().find('\n')));
     }
     lower_ = JsonText(lower->at(0).as_array().at(0));
   }
@@ -1308,20 +1373,45 @@ Result<LoadResult> Run::RunDb() {
   std::filesystem::create_directories(spool_, ec);
   if (ec) return IoError("create spool folder: " + ec.message());
   std::filesystem::path csv = spool_ / "extract.csv";
-  RETURN_IF_ERROR(reader->ExtractCsv(spec_.cursor, cursor_type_, lower_, csv).status());
+  // Push the lower bound down in the source's own terms (a superset; typed rows are filtered
+  // exactly by the normalised cursor below).
+  std::string push_type = cursor_.column_type;
+  std::optional<std::string> push_lower = lower_;
+  if (lower_ && cursor_.kind == internal::CursorKind::kTextTimestamp) {
+    push_type = "TIMESTAMP";  // sqlite: julianday(); postgres text has no safe comparison
+    if (spec_.type == SourceType::kPostgres) push_lower.reset();
+  } else if (lower_ && (cursor_.kind == internal::CursorKind::kUnixSeconds ||
+                        cursor_.kind == internal::CursorKind::kUnixMillis)) {
+    const char* div = cursor_.kind == internal::CursorKind::kUnixSeconds ? "1000" : "1";
+    ASSIGN_OR_RETURN(auto b, Rows("SELECT CAST(floor(epoch_ms(CAST(" + QuoteLiteral(*lower_) +
+                                  " AS TIMESTAMP)) / " + div + ") - 1 AS BIGINT)"));
+    push_type = "BIGINT";
+    push_lower = std::to_string(JsonInt(b.at(0).as_array().at(0)));
+  } else if (lower_ && cursor_.kind == internal::CursorKind::kInteger) {
+    push_lower.reset();  // numbers stored as text do not compare as numbers at the source
+  }
+  RETURN_IF_ERROR(reader->ExtractCsv(spec_.cursor, push_type, push_lower, csv).status());
   reader.reset();  // release the source connection before the (longer) lake work
   std::string columns;
   for (const auto& c : p.columns) {
     columns += (columns.empty() ? "" : ", ") + QuoteLiteral(c.name) + ": 'VARCHAR'";
   }
+  std::error_code size_ec;
+  const auto spool_size = static_cast<int64_t>(std::filesystem::file_size(csv, size_ec));
   RETURN_IF_ERROR(Exec("CREATE TABLE " + p.table +
                        " AS SELECT *, row_number() OVER () AS _ord FROM read_csv(" +
                        QuoteLiteral(csv.string()) + ", columns = {" + columns +
                        "}, header = true, auto_detect = false, delim = ',', quote = '\"', "
-                       "escape = '\"', allow_quoted_nulls = false, max_line_size = 100000000)"));
+                       "escape = '\"', allow_quoted_nulls = false, " +
+                       LongLineOptions(size_ec ? 100'000'000 : spool_size) + ")"));
   // New columns take the source's mapped (or declared) types; the part itself is text, typed to
   // the table's types by TypePart.
   RETURN_IF_ERROR(PlanSchema({p}));
+  if (!spec_.cursor.empty() && !cursor_.decided) {
+    RETURN_IF_ERROR(
+        DecideCursor("SELECT " + QuoteIdentifier(spec_.cursor) + " AS v FROM " + p.table));
+    cursor_type_ = cursor_.type;
+  }
   for (auto& c : p.columns) c.type = "VARCHAR";
   if (key_cols.empty() && !spec_.cursor.empty()) key_cols.push_back(spec_.cursor);
   std::string key_expr = "NULL";
@@ -1368,10 +1458,10 @@ Result<LoadResult> Run::RunDb() {
       ASSIGN_OR_RETURN(auto before, Rows("SELECT count(*) FROM " + schema_ + ".good"));
       RETURN_IF_ERROR(Exec("CREATE TABLE " + schema_ + ".seen AS SELECT DISTINCT " + sel +
                            " FROM read_parquet([" + list + "], hive_partitioning = false) WHERE " +
-                           QuoteIdentifier(spec_.cursor) + " > CAST(" + QuoteLiteral(*lower_) +
-                           " AS " + cursor_type_ + ");\n" + "DELETE FROM " + schema_ +
-                           ".good g WHERE EXISTS (SELECT 1 FROM " + schema_ + ".seen o WHERE " +
-                           on + ")"));
+                           CursorSql(QuoteIdentifier(spec_.cursor)) + " > CAST(" +
+                           QuoteLiteral(*lower_) + " AS " + cursor_type_ + ");\n" + "DELETE FROM " +
+                           schema_ + ".good g WHERE EXISTS (SELECT 1 FROM " + schema_ +
+                           ".seen o WHERE " + on + ")"));
       ASSIGN_OR_RETURN(auto after, Rows("SELECT count(*) FROM " + schema_ + ".good"));
       deduplicated_ =
           JsonInt(before.at(0).as_array().at(0)) - JsonInt(after.at(0).as_array().at(0));
@@ -1383,7 +1473,7 @@ Result<LoadResult> Run::RunDb() {
   // not on every run), never below the stored one.
   std::optional<std::string> cursor_after = cursor_before_;
   if (!spec_.cursor.empty()) {
-    ASSIGN_OR_RETURN(auto m, Rows("SELECT CAST(max(" + QuoteIdentifier(spec_.cursor) +
+    ASSIGN_OR_RETURN(auto m, Rows("SELECT CAST(max(" + CursorSql(QuoteIdentifier(spec_.cursor)) +
                                   ") AS VARCHAR) FROM " + schema_ + ".t"));
     const auto& v = m.at(0).as_array().at(0);
     if (!v.is_null()) {
@@ -1418,7 +1508,7 @@ Result<LoadResult> Run::RunDb() {
         "pending_value = excluded.pending_value, pending_type = excluded.pending_type, "
         "pending_updated_at = excluded.pending_updated_at, pending_write_id = "
         "excluded.pending_write_id",
-        {spec_.name, *cursor_after, cursor_type_, now_, write_id});
+        {spec_.name, *cursor_after, internal::StoredCursorType(cursor_), now_, write_id});
   };
   auto drop_intent = [&]() {
     if (!intent.empty()) {

@@ -58,7 +58,15 @@ struct SourceSpec {
   std::string query;
   std::string cursor;  // empty: every run is a full snapshot (overwrite)
   std::optional<Lookback> lookback;
+  // How the cursor's values order loads: timestamp | text_timestamp (ISO-8601 text, with or
+  // without 'T', 'Z', an offset or fractions) | unix_seconds | unix_millis | integer. Empty:
+  // decided from the column's type and, for text and number columns, from its values (README).
+  std::string cursor_type;
   std::vector<std::string> key;  // de-duplication key (default: every column)
+
+  // postgres: libpq connect_timeout and the session's statement_timeout (each run is bounded).
+  int64_t connect_timeout_ms = 10'000;
+  int64_t statement_timeout_ms = 300'000;
 
   // common
   std::vector<sql::Column> schema;    // declared types (others inferred / mapped)

@@ -602,6 +602,151 @@ TEST_F(SqliteTest, QueryWithNumericCursorAndNoCursorSnapshot) {
   EXPECT_EQ(Count("ev_all"), 4);
 }
 
+// Issue 7 item 8: SQLite keeps time as text (ISO-8601 in every spelling) or as unix numbers; a
+// lookback must work on them run after run (the second run used to fail: VARCHAR - INTERVAL).
+TEST_F(SqliteTest, TextTimestampCursorWithLookbackRunsAgainAndAgain) {
+  Sql("CREATE TABLE customers (id INTEGER, name TEXT, updated_at TEXT NOT NULL);"
+      "INSERT INTO customers VALUES (1, 'a', '2026-11-26 08:00:00'),"
+      " (2, 'b', '2026-11-26T09:00:00Z'), (3, 'c', '2026-11-26T11:30:00+02:00'),"  // 09:30 UTC
+      " (4, 'd', '2026-11-26T10:00:00.250Z'), (5, 'e', 'garbage');");
+  auto spec = Spec(
+      "type: sqlite\ndatabase: shop.db\ntable: customers\ncursor: updated_at\nlookback: 1h\n"
+      "key: [id]\nmax_rejected_share: 0.5\n",
+      "sources/customers.yaml");
+  auto r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 4);
+  EXPECT_EQ(r->rows_rejected, 1);  // 'garbage' cannot be placed against the cursor
+  EXPECT_EQ(r->cursor_after, "2026-11-26 10:00:00.25");
+  auto table = lake_->GetTable({"raw", "customers"});
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(table->schema[2], (lake::Column{"updated_at", "VARCHAR"}));  // loaded as it is
+  auto rej = Query("SELECT source_key, reason FROM " + From("customers__rejected"));
+  ASSERT_EQ(rej.size(), 1u);
+  EXPECT_EQ(Str(rej[0].as_array()[0]), "id=5");
+  EXPECT_THAT(Str(rej[0].as_array()[1]), HasSubstr("as text_timestamp"));
+
+  for (int i = 0; i < 3; ++i) {
+    r = RunSource(spec);  // the lookback re-reads 09:30 and 10:00:00.25; both are de-duplicated
+    ASSERT_TRUE(r.ok()) << "run " << i << ": " << r.status().ToString();
+    EXPECT_EQ(r->rows_loaded, 0);
+    EXPECT_EQ(r->rows_rejected, 0);  // the bad row is not reported again
+    EXPECT_EQ(r->rows_deduplicated, 2);
+    EXPECT_EQ(r->cursor_after, "2026-11-26 10:00:00.25");
+  }
+  // New rows, a late row inside the window (09:45 UTC written with an offset), an update.
+  Sql("INSERT INTO customers VALUES (6, 'f', '2026-11-26 12:00:00'),"
+      " (7, 'g', '2026-11-26T10:45:00+01:00');"
+      "UPDATE customers SET name = 'b2', updated_at = '2026-11-26T12:30:00Z' WHERE id = 2;");
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 3);
+  EXPECT_EQ(r->cursor_before, "2026-11-26 10:00:00.25");
+  EXPECT_EQ(r->cursor_after, "2026-11-26 12:30:00");
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->rows_loaded, 0);
+  auto dup = Query("SELECT count(*) FROM (SELECT id, updated_at FROM " + From("customers") +
+                   " GROUP BY ALL HAVING count(*) > 1)");
+  EXPECT_EQ(dup[0].as_array()[0].to_number<int64_t>(), 0);
+  EXPECT_EQ(Count("customers"), 7);  // 1, 2, 3, 4, 6, 7, 2 (updated)
+
+  // A cursor stored before cursor kinds existed (the text's max, typed VARCHAR) still works.
+  ASSERT_TRUE(catalog_
+                  ->Exec("UPDATE ingest_cursors SET cursor_value = '2026-11-26T12:30:00Z', "
+                         "cursor_type = 'VARCHAR'")
+                  .ok());
+  r = RunSource(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->cursor_before, "2026-11-26 12:30:00");
+  EXPECT_EQ(r->rows_loaded, 0);
+}
+
+TEST_F(SqliteTest, UnixSecondsDeclaredAndUnixMillisDetected) {
+  // 1795680000 = 2026-11-26 08:00:00 UTC
+  Sql("CREATE TABLE s (id INTEGER, ts INTEGER); CREATE TABLE m (id INTEGER, ts INTEGER);"
+      "INSERT INTO s VALUES (1, 1795680000), (2, 1795683600), (3, 1795687200);"
+      "INSERT INTO m VALUES (1, 1795680000000), (2, 1795683600000), (3, 1795687200500);");
+  auto secs = Spec(
+      "type: sqlite\ndatabase: shop.db\ntable: s\ncursor: ts\ncursor_type: unix_seconds\n"
+      "lookback: 90m\nkey: [id]\n",
+      "sources/s.yaml");
+  auto millis =
+      Spec("type: sqlite\ndatabase: shop.db\ntable: m\ncursor: ts\nlookback: 90m\nkey: [id]\n",
+           "sources/m.yaml");
+  for (const auto* spec : {&secs, &millis}) {
+    auto r = RunSource(*spec);
+    ASSERT_TRUE(r.ok()) << spec->name << ": " << r.status().ToString();
+    EXPECT_EQ(r->rows_loaded, 3);
+    EXPECT_EQ(r->cursor_after, spec == &secs ? "2026-11-26 10:00:00" : "2026-11-26 10:00:00.5");
+    r = RunSource(*spec);
+    ASSERT_TRUE(r.ok()) << spec->name << ": " << r.status().ToString();
+    EXPECT_EQ(r->rows_loaded, 0);
+    EXPECT_EQ(r->rows_deduplicated, 2);  // 09:00 and 10:00 are inside 90 minutes
+  }
+  Sql("INSERT INTO s VALUES (4, 1795685400); INSERT INTO m VALUES (4, 1795685400000);");  // 09:30
+  for (const auto* spec : {&secs, &millis}) {
+    auto r = RunSource(*spec);
+    ASSERT_TRUE(r.ok()) << spec->name << ": " << r.status().ToString();
+    EXPECT_EQ(r->rows_loaded, 1);
+    EXPECT_EQ(Count(spec->name), 4);
+  }
+  auto stored = catalog_->Query("SELECT source, cursor_type FROM ingest_cursors ORDER BY 1");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->Text(0, 1), "unix_millis");
+  EXPECT_EQ(stored->Text(1, 1), "unix_seconds");
+}
+
+TEST_F(SqliteTest, IncompatibleCursorIsOneLineNamingFileColumnTypeAndFix) {
+  Sql("CREATE TABLE t (id INTEGER, code TEXT, flag BOOLEAN, n INTEGER);"
+      "INSERT INTO t VALUES (1, 'x', 1, 5), (2, 'y', 0, 7);");
+  struct Case {
+    std::string yaml, want;
+  } cases[] = {
+      {"cursor: code\nlookback: 1h\n", "cursor_type: text_timestamp"},
+      {"cursor: flag\n", "cannot order loads"},
+      {"cursor: n\ncursor_type: timestamp\n", "cursor_type: unix_seconds"},
+      {"cursor: n\nlookback: 1h\n", "numeric lookback"},
+  };
+  for (const auto& c : cases) {
+    auto spec = Spec("type: sqlite\ndatabase: shop.db\ntable: t\n" + c.yaml, "sources/t.yaml");
+    auto r = RunSource(spec);
+    ASSERT_FALSE(r.ok()) << c.yaml;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << c.yaml;
+    const std::string& m = r.status().message();
+    EXPECT_THAT(m, HasSubstr("sources/t.yaml: cursor column '")) << m;
+    EXPECT_THAT(m, HasSubstr(c.want)) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    EXPECT_EQ(Version("t"), 0) << "nothing committed: " << c.yaml;
+  }
+}
+
+// read_csv allocated its whole buffer (16 x the 100 MB line limit = 1.5 GiB) up front, so every
+// db source and JSON-lines file failed with "Out of Memory" under a memory_limit below that.
+TEST_F(SqliteTest, DbAndJsonLinesLoadUnderASmallMemoryLimit) {
+  ingestor_.reset();
+  engine_.reset();
+  sql::EngineOptions eo;
+  eo.sandboxed = false;
+  eo.scratch_dir = root_ / "scratch";
+  eo.memory_limit = "256MB";
+  auto engine = sql::Engine::Open(eo);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  engine_ = std::move(engine).value();
+  IngestorOptions io;
+  io.scratch_dir = root_ / "spool";
+  ingestor_ = std::make_unique<Ingestor>(engine_.get(), lake_.get(), catalog_.get(), project_, io);
+
+  Sql("CREATE TABLE t (id INTEGER, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'b');");
+  auto db = RunSource(Spec("type: sqlite\ndatabase: shop.db\ntable: t\n", "sources/t.yaml"));
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  EXPECT_EQ(db->rows_loaded, 2);
+  Write("landing/p.jsonl", "{\"a\": 1}\n{\"a\": 2}\n");
+  auto json = RunSource(Spec("type: files\npath: landing/p.jsonl\n", "sources/p.yaml"));
+  ASSERT_TRUE(json.ok()) << json.status().ToString();
+  EXPECT_EQ(json->rows_loaded, 2);
+}
+
 TEST_F(SqliteTest, MissingEnvVariableIsNamed) {
   unsetenv("INGEST_TEST_NO_SUCH_DB");
   auto spec = Spec("type: sqlite\ndatabase: ${INGEST_TEST_NO_SUCH_DB}\ntable: t\n");

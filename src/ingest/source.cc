@@ -166,15 +166,20 @@ Result<SourceSpec> ParseSource(const std::string& yaml_text, const std::string& 
         "name",   "type",     "schedule",           "description",
         "schema", "required", "max_rejected_share", "on_new_column"};
     static const std::set<std::string> kFiles = {"path", "format", "csv"};
-    static const std::set<std::string> kDb = {"table", "query", "cursor", "lookback", "key"};
+    static const std::set<std::string> kDb = {"table",    "query", "cursor",
+                                              "lookback", "key",   "cursor_type"};
     const bool files = spec.type == SourceType::kFiles;
     for (const auto& [k, node] : keys) {
       if (kCommon.count(k)) continue;
       if (files && kFiles.count(k)) continue;
       if (!files && kDb.count(k)) continue;
       if (spec.type == SourceType::kSqlite && k == "database") continue;
-      if (spec.type == SourceType::kPostgres && k == "dsn") continue;
-      bool elsewhere = kFiles.count(k) || kDb.count(k) || k == "database" || k == "dsn";
+      if (spec.type == SourceType::kPostgres &&
+          (k == "dsn" || k == "connect_timeout" || k == "statement_timeout")) {
+        continue;
+      }
+      bool elsewhere = kFiles.count(k) || kDb.count(k) || k == "database" || k == "dsn" ||
+                       k == "connect_timeout" || k == "statement_timeout";
       if (elsewhere) return p.Bad(node, "key '" + k + "' is not valid for type " + type);
       return p.Bad(node, "unknown key '" + k + "'");
     }
@@ -292,6 +297,17 @@ Result<SourceSpec> ParseSource(const std::string& yaml_text, const std::string& 
         RETURN_IF_ERROR(str("dsn", &spec.dsn));
         Status s = internal::CheckDsn(spec.dsn);
         if (!s.ok()) return p.Bad(values["dsn"], s.message());
+        for (const char* k : {"connect_timeout", "statement_timeout"}) {
+          if (!has(k)) continue;
+          ASSIGN_OR_RETURN(std::string text, p.Str(values[k], k));
+          auto parsed = ParseLookback(text);
+          if (!parsed.ok() || !parsed->is_duration || parsed->micros < 1000000) {
+            return p.Bad(values[k], std::string("'") + k +
+                                        "' must be a duration of at least 1s (e.g. 10s, 5m)");
+          }
+          (std::string(k) == "connect_timeout" ? spec.connect_timeout_ms
+                                               : spec.statement_timeout_ms) = parsed->micros / 1000;
+        }
       }
       RETURN_IF_ERROR(str("table", &spec.table));
       RETURN_IF_ERROR(str("query", &spec.query));
@@ -309,6 +325,19 @@ Result<SourceSpec> ParseSource(const std::string& yaml_text, const std::string& 
                                                "numeric cursor)");
         }
         spec.lookback = *parsed;
+      }
+      if (has("cursor_type")) {
+        if (spec.cursor.empty())
+          return p.Bad(keys["cursor_type"], "'cursor_type' needs a 'cursor'");
+        RETURN_IF_ERROR(str("cursor_type", &spec.cursor_type));
+        static const std::set<std::string> kKinds = {"timestamp", "text_timestamp", "unix_seconds",
+                                                     "unix_millis", "integer"};
+        if (!kKinds.count(spec.cursor_type)) {
+          return p.Bad(values["cursor_type"],
+                       "cursor_type must be timestamp, text_timestamp, unix_seconds, unix_millis "
+                       "or integer, not '" +
+                           spec.cursor_type + "'");
+        }
       }
       if (has("key")) {
         if (spec.cursor.empty()) return p.Bad(keys["key"], "'key' needs a 'cursor'");

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "ingest/ingest.h"
+#include "ingest/internal/cursor.h"
 #include "ingest/internal/secrets.h"
 
 namespace lakeloop::ingest {
@@ -105,6 +106,85 @@ TEST(ParseSourceTest, ErrorsNameFileAndLine) {
   s = ParseSource("type: files\npath: x.csv\nmax_rejected_share: 2\n", "a.yaml");
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(s.status().message(), HasSubstr("a.yaml:3"));
+}
+
+TEST(ParseSourceTest, CursorTypeAndPostgresTimeouts) {
+  auto s = ParseSource(
+      "type: sqlite\ndatabase: a.db\ntable: t\ncursor: ts\ncursor_type: unix_millis\n"
+      "lookback: 1h\n",
+      "sources/t.yaml");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->cursor_type, "unix_millis");
+  auto pg = ParseSource(
+      "type: postgres\ndsn: postgresql://app@h/db\ntable: t\nconnect_timeout: 3s\n"
+      "statement_timeout: 2m\n",
+      "sources/p.yaml");
+  ASSERT_TRUE(pg.ok()) << pg.status().ToString();
+  EXPECT_EQ(pg->connect_timeout_ms, 3000);
+  EXPECT_EQ(pg->statement_timeout_ms, 120000);
+  auto defaults = ParseSource("type: postgres\ndsn: postgresql://app@h/db\ntable: t\n", "p.yaml");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->connect_timeout_ms, 10000);
+  EXPECT_EQ(defaults->statement_timeout_ms, 300000);
+  struct Bad {
+    std::string yaml, want;
+  } bad[] = {
+      {"type: sqlite\ndatabase: a.db\ntable: t\ncursor: ts\ncursor_type: epoch\n",
+       "t.yaml:5: cursor_type must be timestamp, text_timestamp"},
+      {"type: sqlite\ndatabase: a.db\ntable: t\ncursor_type: integer\n", "needs a 'cursor'"},
+      {"type: sqlite\ndatabase: a.db\ntable: t\nstatement_timeout: 5s\n",
+       "key 'statement_timeout' is not valid for type sqlite"},
+      {"type: postgres\ndsn: postgresql://app@h/db\ntable: t\nconnect_timeout: 10\n",
+       "t.yaml:4: 'connect_timeout' must be a duration"},
+  };
+  for (const auto& b : bad) {
+    auto r = ParseSource(b.yaml, "sources/t.yaml");
+    ASSERT_FALSE(r.ok()) << b.yaml;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_THAT(r.status().message(), HasSubstr(b.want)) << r.status().message();
+  }
+}
+
+// Which kind a cursor column gets, declared or not (values decide text and unix-number columns).
+TEST(CursorPlanTest, KindsFromDeclarationTypeAndValues) {
+  using internal::CursorKind;
+  auto spec = [](const std::string& extra) {
+    auto s = ParseSource("type: sqlite\ndatabase: a.db\ntable: t\ncursor: c\n" + extra, "t.yaml");
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? *s : SourceSpec{};
+  };
+  auto plan = [](const SourceSpec& s, const std::string& type,
+                 std::optional<std::string> stored = std::nullopt) {
+    auto p = internal::PlanCursor(s, type, stored);
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return p.ok() ? *p : internal::CursorPlan{};
+  };
+  EXPECT_EQ(plan(spec("lookback: 1h\n"), "TIMESTAMP").kind, CursorKind::kNative);
+  EXPECT_EQ(plan(spec("lookback: 5\n"), "BIGINT").kind, CursorKind::kNative);
+  EXPECT_EQ(plan(spec("cursor_type: timestamp\n"), "VARCHAR").kind, CursorKind::kTextTimestamp);
+  EXPECT_EQ(plan(spec("cursor_type: unix_millis\n"), "VARCHAR").type, "TIMESTAMP");
+  EXPECT_EQ(plan(spec(""), "VARCHAR", "unix_seconds").kind, CursorKind::kUnixSeconds);
+  // Undecided until values are seen: text, and numbers behind a duration lookback.
+  auto text = plan(spec("lookback: 1h\n"), "VARCHAR");
+  EXPECT_FALSE(text.decided);
+  EXPECT_EQ(internal::DecideCursor(spec("lookback: 1h\n"), text, 10, 9, std::nullopt)->kind,
+            CursorKind::kTextTimestamp);
+  EXPECT_EQ(internal::DecideCursor(spec(""), plan(spec(""), "VARCHAR"), 10, 2, std::nullopt)->kind,
+            CursorKind::kText);
+  auto unix = plan(spec("lookback: 1h\n"), "BIGINT");
+  EXPECT_FALSE(unix.decided);
+  EXPECT_EQ(internal::DecideCursor(spec("lookback: 1h\n"), unix, 3, 0, 1.7e9)->kind,
+            CursorKind::kUnixSeconds);
+  EXPECT_EQ(internal::DecideCursor(spec("lookback: 1h\n"), unix, 3, 0, 1.7e12)->kind,
+            CursorKind::kUnixMillis);
+  EXPECT_EQ(internal::DecideCursor(spec("lookback: 1h\n"), unix, 3, 0, 42).status().code(),
+            Code::kInvalidArgument);
+  // The lookback must fit the kind.
+  auto native_ts = plan(spec("lookback: 5\n"), "TIMESTAMP");
+  auto s = internal::CheckLookback(spec("lookback: 5\n"), native_ts);
+  EXPECT_THAT(s.message(), HasSubstr("as a duration"));
+  EXPECT_EQ(internal::PlanCursor(spec(""), "BOOLEAN", std::nullopt).status().code(),
+            Code::kInvalidArgument);
 }
 
 TEST(ParseSourceTest, LiteralPasswordsAreRefused) {

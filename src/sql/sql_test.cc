@@ -267,30 +267,26 @@ TEST_F(SqlTest, LimitAndTruncation) {
   EXPECT_EQ(Run("SELECT 1", -1).status().code(), Code::kInvalidArgument);
 }
 
-// Only limit+1 rows are produced: ten billion rows would not finish inside the timeout.
+// Only limit+1 rows are produced: ten billion rows would not finish inside the timeout (the
+// behaviour asserted is "answers, truncated" rather than an elapsed time; speed is in bench/).
 TEST_F(SqlTest, HugeResultIsNotMaterialised) {
   QueryRequest request;
   request.sql = "SELECT a.range AS x FROM range(100000) a, range(100000) b";
   request.limit = 5;
-  request.timeout_ms = 10000;
-  const auto start = std::chrono::steady_clock::now();
+  request.timeout_ms = 60000;
   auto reply = engine_->Run(request);
   ASSERT_TRUE(reply.ok()) << reply.status().ToString();
   EXPECT_EQ(reply->row_count, 5);
   EXPECT_TRUE(reply->truncated);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
 }
 
 TEST_F(SqlTest, TimeoutInterruptsTheQuery) {
   QueryRequest request;
   request.sql = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range + b.range = 7";
   request.timeout_ms = 200;
-  const auto start = std::chrono::steady_clock::now();
+  // The join takes minutes: only the interrupt makes it answer, with the timeout's code.
   auto reply = engine_->Run(request);
-  const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(reply.status().code(), Code::kDeadlineExceeded) << reply.status().ToString();
-  EXPECT_GE(elapsed, std::chrono::milliseconds(200));
-  EXPECT_LT(elapsed, std::chrono::milliseconds(1500));
   EXPECT_EQ(Scalar("SELECT 41 + 1"), "42");  // the engine is fine afterwards
 }
 
@@ -300,17 +296,28 @@ TEST_F(SqlTest, CancelFlagInterruptsTheQuery) {
   request.timeout_ms = 60000;
   request.cancelled = std::make_shared<std::atomic<bool>>(false);
   auto flag = request.cancelled;
-  std::chrono::steady_clock::time_point cancelled_at;
+  bool saw_running = false;
   std::thread canceller([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(150));  // let the query get going
-    cancelled_at = std::chrono::steady_clock::now();
+    // Cancel once the query runs: OldestRunningQueryStart() stays at its start while it runs
+    // (it is "now", moving, when nothing runs). Bounded: the flag is set after 30 s regardless.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    int64_t last = -1;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const int64_t start = engine_->OldestRunningQueryStart();
+      if (start == last) {
+        saw_running = true;
+        break;
+      }
+      last = start;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // poll period
+    }
     flag->store(true);
   });
+  // Without the interrupt the join would run into the 60 s timeout (kDeadlineExceeded).
   auto reply = engine_->Run(request);
-  const auto done = std::chrono::steady_clock::now();
   canceller.join();
+  EXPECT_TRUE(saw_running);
   EXPECT_EQ(reply.status().code(), Code::kCancelled) << reply.status().ToString();
-  EXPECT_LT(done - cancelled_at, std::chrono::milliseconds(1000));
   // Already cancelled: nothing runs.
   EXPECT_EQ(engine_->Run(request).status().code(), Code::kCancelled);
   EXPECT_EQ(Scalar("SELECT 41 + 1"), "42");
@@ -470,51 +477,46 @@ TEST_F(SqlTest, OpenValidatesOptions) {
   EXPECT_EQ(Engine::Open(options).status().code(), Code::kInvalidArgument);
 }
 
+// Readers query the very view that another thread keeps replacing: each answer is exactly one of
+// the two snapshots (never an error, never a mix), and the last replacement wins.
 TEST_F(SqlTest, ConcurrentQueriesAndViewChanges) {
+  WriteParquet("SELECT range AS id, 'n' || range AS name FROM range(10, 30)",
+               lake_ / "t" / "b.parquet");
+  const std::vector<std::string> one = {(lake_ / "t/a.parquet").string()};
+  const std::vector<std::string> two = {(lake_ / "t/a.parquet").string(),
+                                        (lake_ / "t/b.parquet").string()};
+  ASSERT_TRUE(engine_->ReplaceView("lake", "t", one, {}).ok());
+  const std::string query = "SELECT count(*) || ':' || sum(id) AS v FROM lake.t";
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
+  std::atomic<int> saw_one{0}, saw_two{0};
+  std::atomic<bool> replacing{true};
   for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 100; ++i) {
-        auto reply = Run("SELECT " + std::to_string(t * 1000 + i) + " AS v");
-        if (!reply.ok() ||
-            reply->body.find("[[" + std::to_string(t * 1000 + i) + "]]") == std::string::npos) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100 || (replacing.load() && i < 100000); ++i) {
+        auto reply = Run(query);
+        if (!reply.ok()) {
+          ++failures;
+        } else if (reply->body.find("[[\"10:45\"]]") != std::string::npos) {
+          ++saw_one;
+        } else if (reply->body.find("[[\"30:435\"]]") != std::string::npos) {
+          ++saw_two;
+        } else {
           ++failures;
         }
       }
     });
   }
   threads.emplace_back([&] {
-    for (int i = 0; i < 20; ++i) {
-      if (!engine_->ReplaceView("lake", "t", {(lake_ / "t/a.parquet").string()}, {}).ok()) {
-        ++failures;
-      }
+    for (int i = 0; i < 40; ++i) {
+      if (!engine_->ReplaceView("lake", "t", i % 2 == 0 ? two : one, {}).ok()) ++failures;
     }
+    replacing = false;
   });
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
-}
-
-// Per-call cost of the user path (parse, keyword check, prepare the LIMIT-wrapped query, execute,
-// encode JSON, watchdog registration) for SELECT 1, next to DuckDB's own duckdb_query("SELECT 1")
-// (Exec) on the same engine as the floor.
-TEST_F(SqlTest, SelectOneOverhead) {
-  QueryRequest request;
-  request.sql = "SELECT 1";
-  constexpr int kCalls = 2000;
-  auto time_it = [&](auto&& call) {
-    for (int i = 0; i < 200; ++i) call();
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < kCalls; ++i) call();
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
-               .count() /
-           kCalls;
-  };
-  const double run_us = time_it([&] { ASSERT_TRUE(engine_->Run(request).ok()); });
-  const double exec_us = time_it([&] { ASSERT_TRUE(engine_->Exec("SELECT 1").ok()); });
-  std::cout << "Run(\"SELECT 1\"): " << run_us << " us per call; duckdb_query floor: " << exec_us
-            << " us\n";
-  EXPECT_LT(run_us, 2000);
+  EXPECT_GT(saw_one.load() + saw_two.load(), 0);
+  EXPECT_EQ(Scalar(query), "\"10:45\"");  // the 40th replacement (i = 39) is `one`
 }
 
 }  // namespace

@@ -232,3 +232,110 @@ def test_kill_during_a_run_then_restart(shop, job, point):
 
 def requests_tables(s):
     return {t["name"]: t["version"] for t in requests.get(s.url + "/api/v1/tables").json()["tables"]}
+
+
+# ---- issue 7 item 8: the example builds again and again -------------------------------------------
+# sources/customers.yaml reads an SQLite `updated_at TEXT` with a 1h lookback; the second build used
+# to fail (DuckDB cannot subtract an interval from VARCHAR). Text timestamps are now read as
+# timestamps for the cursor (detected from the values; `cursor_type:` declares it).
+
+EXAMPLE_SOURCES = ("customers", "orders", "products")
+
+
+def touch_customer(project, customer_id, updated_at):
+    """An update in the shop's app database, written as applications write text timestamps."""
+    import sqlite3
+    with sqlite3.connect(project / "data" / "app.db") as conn:
+        conn.execute("UPDATE customers SET name = name || ' (moved)', updated_at = ? "
+                     "WHERE customer_id = ?", (updated_at, customer_id))
+
+
+def customer_counts(query):
+    # rows, distinct keys, distinct versions (key + cursor): no version is ever loaded twice
+    return query("SELECT count(*), count(DISTINCT customer_id), "
+                 "count(DISTINCT (customer_id, updated_at)) FROM raw.customers")[0]
+
+
+def test_example_builds_twice_embedded_and_loads_only_the_window(shop):
+    """`lakeloop build` twice in a row, embedded: both succeed, the second re-reads only the 1h
+    lookback window of customers and loads nothing twice; a later update loads exactly one version."""
+    project, data, _ = shop
+    run_cli(project, data, "apply")
+    for attempt in range(2):
+        p = run_cli(project, data, "build", check=False)
+        assert p.returncode == 0 and p.stdout.count("succeeded") == 6, (attempt, p.stdout, p.stderr)
+    q = lambda query: sql(project, data, query)  # noqa: E731
+    assert customer_counts(q) == [500, 500, 500]
+    # The second build re-read the lookback window and loaded nothing: still one load of raw.customers.
+    assert q("SELECT count(DISTINCT _batch_id) FROM raw.customers") == [[1]]
+    # An update (ISO text with 'T' and 'Z', newer than anything loaded) loads exactly that version.
+    newest = q("SELECT max(updated_at) FROM raw.customers")[0][0]
+    touch_customer(project, 7, newest.replace(" ", "T") + ".5Z")
+    p = run_cli(project, data, "run", "source", "customers")
+    assert "succeeded" in p.stdout and " 1 " in p.stdout.split("\n")[1], p.stdout
+    p = run_cli(project, data, "build")
+    assert p.stdout.count("succeeded") == 6, p.stdout
+    assert customer_counts(q) == [501, 500, 501]
+
+
+def test_example_builds_twice_served_and_scheduled_source_runs_stay_green(shop):
+    """`lakeloop build` twice through a running server, then the scheduler's own jobs of every
+    example source triggered again and again (API runs): every run succeeds, keys never double."""
+    project, data, _ = shop
+    s = Server(project, data).start()
+    try:
+        run_cli(project, data, "apply")
+        for attempt in range(2):
+            p = run_cli(project, data, "build", check=False)  # through the running server
+            assert p.returncode == 0 and p.stdout.count("succeeded") == 6, (attempt, p.stdout,
+                                                                             p.stderr)
+        q = lambda query: s.sql(query).json()["rows"]  # noqa: E731
+        assert customer_counts(q) == [500, 500, 500]
+        # The second build re-read only the lookback window and de-duplicated it: one load.
+        assert q("SELECT count(DISTINCT _batch_id) FROM raw.customers") == [[1]]
+        runs = requests.get(s.url + "/api/v1/runs?job=source:customers").json()["runs"]
+        assert len(runs) == 2 and all(x["status"] == "succeeded" for x in runs), runs
+        assert sorted(x["rows_out"] for x in runs) == [0, 500], runs
+        # The scheduler's own jobs for every example source, again and again.
+        newest = q("SELECT max(updated_at) FROM raw.customers")[0][0]
+        for round_ in range(3):
+            if round_ == 1:
+                touch_customer(project, 11, newest[:10] + "T23:59:59+02:00")  # an offset
+            for name in EXAMPLE_SOURCES:
+                r = requests.post(s.url + "/api/v1/runs", json={"job": f"source:{name}", "wait": True},
+                                  timeout=120)
+                assert r.status_code == 200 and r.json()["status"] == "succeeded", (name, r.text)
+        for name in EXAMPLE_SOURCES:
+            runs = requests.get(s.url + f"/api/v1/runs?job=source:{name}").json()["runs"]
+            assert len(runs) >= 5 and all(x["status"] == "succeeded" for x in runs), (name, runs)
+        assert customer_counts(q) == [501, 500, 501]
+    finally:
+        s.stop()
+
+
+def test_incompatible_cursor_fails_with_one_line_naming_the_fix(project, data_dir):
+    """A lookback over text that is not time: the run fails with one line naming the file, the
+    column, its type and the fix (never DuckDB's list of candidate functions); nothing loads."""
+    import sqlite3
+    with sqlite3.connect(project / "app.db") as conn:
+        conn.execute("CREATE TABLE t (id INTEGER, code TEXT)")
+        conn.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+    (project / "sources").mkdir()
+    (project / "sources" / "codes.yaml").write_text(
+        "type: sqlite\ndatabase: app.db\ntable: t\ncursor: code\nlookback: 1h\nkey: [id]\n")
+    run_cli(project, data_dir, "apply")
+    p = run_cli(project, data_dir, "run", "source", "codes", check=False)
+    assert p.returncode != 0 and "failed" in p.stdout, p.stdout + p.stderr
+    s = Server(project, data_dir).start()
+    try:
+        r = requests.post(s.url + "/api/v1/runs", json={"job": "source:codes", "wait": True},
+                          timeout=60).json()
+        assert r["status"] == "failed", r
+        message = r["error"]["message"]
+        assert r["error"]["code"] == "invalid_argument", r
+        assert "\n" not in message and "Binder Error" not in message, message
+        assert message.startswith("sources/codes.yaml: cursor column 'code' (VARCHAR)"), message
+        assert "cursor_type: text_timestamp" in message, message
+        assert "raw.codes" not in {t["name"] for t in requests.get(s.url + "/api/v1/tables").json()["tables"]}
+    finally:
+        s.stop()

@@ -228,16 +228,30 @@ class PostgresReader : public DbReader {
     if (conn_ != nullptr) PQfinish(conn_);
   }
 
-  Status Open(const std::string& dsn, const std::string& table, const std::string& query) {
-    conn_ = PQconnectdb(dsn.c_str());
+  Status Open(const std::string& dsn, const std::string& table, const std::string& query,
+              const PostgresTimeouts& timeouts) {
+    // connect_timeout bounds the whole connection (TCP, TLS, startup, authentication) per
+    // address; as a later keyword it overrides one written in the dsn. libpq's minimum is 2 s.
+    const std::string connect_s =
+        std::to_string(std::max<int64_t>(2, (timeouts.connect_ms + 999) / 1000));
+    const char* keys[] = {"dbname", "connect_timeout", nullptr};
+    const char* values[] = {dsn.c_str(), connect_s.c_str(), nullptr};
+    conn_ = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
     if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
-      return Unavailable("cannot connect to postgres: " +
-                         (conn_ ? PgError(conn_) : std::string("out of memory")));
+      std::string m = conn_ ? PgError(conn_) : std::string("out of memory");
+      if (m.find("timeout expired") != std::string::npos) {
+        return Status(Code::kDeadlineExceeded,
+                      "cannot connect to postgres within connect_timeout " + connect_s + "s: " + m);
+      }
+      return Unavailable("cannot connect to postgres: " + m);
     }
-    // Text output we can type exactly: UTC timestamps, ISO dates, round-trip floats.
-    PgResult set(PQexec(conn_,
-                        "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; "
-                        "SET IntervalStyle = 'postgres'; SET extra_float_digits = 3"));
+    // Text output we can type exactly: UTC timestamps, ISO dates, round-trip floats; every
+    // statement of the run is bounded by statement_timeout.
+    std::string set_sql =
+        "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
+        "SET extra_float_digits = 3; SET statement_timeout = " +
+        std::to_string(std::max<int64_t>(1, timeouts.statement_ms));
+    PgResult set(PQexec(conn_, set_sql.c_str()));
     if (PQresultStatus(set.get()) != PGRES_COMMAND_OK) {
       return Unavailable("postgres: " + PgError(conn_));
     }
@@ -273,7 +287,7 @@ class PostgresReader : public DbReader {
     std::string copy = "COPY (" + sql + ") TO STDOUT WITH (FORMAT csv, HEADER true, FORCE_QUOTE *)";
     PgResult started(PQexec(conn_, copy.c_str()));
     if (PQresultStatus(started.get()) != PGRES_COPY_OUT) {
-      return InvalidArgument("postgres: " + PgError(conn_));
+      return QueryError(started.get());
     }
     std::ofstream f(out, std::ios::binary | std::ios::trunc);
     if (!f) return IoError("cannot write " + out.string());
@@ -289,7 +303,8 @@ class PostgresReader : public DbReader {
     }
     PgResult done(PQgetResult(conn_));
     if (PQresultStatus(done.get()) != PGRES_COMMAND_OK) {
-      return Unavailable("postgres: " + PgError(conn_));
+      Status s = QueryError(done.get());
+      return s.code() == Code::kDeadlineExceeded ? s : Unavailable(s.message());
     }
     while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
     f.close();
@@ -298,6 +313,15 @@ class PostgresReader : public DbReader {
   }
 
  private:
+  // 57014 (query_canceled): the statement_timeout ran out.
+  Status QueryError(PGresult* r) {
+    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    if (state != nullptr && std::string(state) == "57014") {
+      return Status(Code::kDeadlineExceeded, "postgres: " + PgError(conn_));
+    }
+    return InvalidArgument("postgres: " + PgError(conn_));
+  }
+
   PGconn* conn_ = nullptr;
   std::string relation_;
   std::vector<sql::Column> columns_;
@@ -377,9 +401,10 @@ Result<std::unique_ptr<DbReader>> OpenSqlite(const std::filesystem::path& databa
 }
 
 Result<std::unique_ptr<DbReader>> OpenPostgres(const std::string& dsn, const std::string& table,
-                                               const std::string& query) {
+                                               const std::string& query,
+                                               const PostgresTimeouts& timeouts) {
   auto r = std::make_unique<PostgresReader>();
-  RETURN_IF_ERROR(r->Open(dsn, table, query));
+  RETURN_IF_ERROR(r->Open(dsn, table, query, timeouts));
   return std::unique_ptr<DbReader>(std::move(r));
 }
 

@@ -32,8 +32,14 @@ class DbReader {
 // callers still mask them (libpq messages may echo connection parameters).
 Result<std::unique_ptr<DbReader>> OpenSqlite(const std::filesystem::path& database,
                                              const std::string& table, const std::string& query);
+struct PostgresTimeouts {
+  int64_t connect_ms = 10'000;     // libpq connect_timeout (whole seconds, at least 2)
+  int64_t statement_ms = 300'000;  // SET statement_timeout for the session
+};
+// Errors: kDeadlineExceeded when a timeout ran out, kUnavailable when the server cannot be reached.
 Result<std::unique_ptr<DbReader>> OpenPostgres(const std::string& dsn, const std::string& table,
-                                               const std::string& query);
+                                               const std::string& query,
+                                               const PostgresTimeouts& timeouts = {});
 
 // DuckDB type for a SQLite declared type (affinity rules, plus DATE/TIMESTAMP/BOOLEAN names).
 std::string SqliteTypeToDuckDb(const std::string& declared);
