@@ -116,6 +116,10 @@ struct TempFile {
 
 Result<Response> Commit(Services* s, const Request& req) {
   ASSIGN_OR_RETURN(lake::TableRef ref, RefFrom(req));
+  // A table a definition owns takes commits from that owner only (the lake checks again at the
+  // commit point): refuse before anything is written.
+  ASSIGN_OR_RETURN(std::optional<lake::Owner> owner, s->lake->OwnerOf(ref));
+  if (owner) return lake::Lake::NotOwnerError(ref, *owner);
   sql::LoadRequest load;
   load.table = ref;
   std::string format = "csv";
