@@ -175,7 +175,7 @@ TEST_F(ArchiveTest, ArchivesTypedRowsByEventDateAndFlagsLateEvents) {
 
   auto files = lake_->SnapshotFiles({"raw", "clicks"});
   std::set<std::string> dates;
-  for (const auto& f : *files) dates.insert(f.key.substr(0, f.key.find("/part-")));
+  for (const auto& f : *files) dates.insert(f.live_key.substr(0, f.live_key.find("/part-")));
   EXPECT_EQ(dates, (std::set<std::string>{"raw/clicks/event_date=2026-11-25",
                                           "raw/clicks/event_date=2026-11-26"}));
   auto info = lake_->GetTable({"raw", "clicks"});
