@@ -477,7 +477,17 @@ Status Lake::RollForward(int64_t table_id, int64_t version) {
     RETURN_IF_ERROR(store_->Move(added.Text(i, 0), added.Text(i, 1)));
     CrashPoint("lake.roll.moved_file");
   }
-  PruneEmptyFolders(store_->LocalPath(TablePrefix(t)));
+  // Partition folders the removed files leave empty go too (rmdir refuses a non-empty one).
+  for (size_t i = 0; i < removed.size(); ++i) {
+    std::string dir = removed.Text(i, 0);
+    for (size_t slash = dir.rfind('/'); slash != std::string::npos; slash = dir.rfind('/')) {
+      dir.resize(slash);
+      if (dir.size() + 1 <= TablePrefix(t).size()) break;  // keep the table folder itself
+      std::filesystem::path local = store_->LocalPath(dir);
+      std::error_code ec;
+      if (local.empty() || !std::filesystem::remove(local, ec)) break;
+    }
+  }
   RETURN_IF_ERROR(WriteManifest(t, table_id, version));
   CrashPoint("lake.roll.manifest");
   ASSIGN_OR_RETURN(Rows w, catalog_->Query("SELECT write_id FROM lake_snapshots WHERE table_id = ? "

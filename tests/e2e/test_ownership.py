@@ -74,6 +74,12 @@ def test_owned_tables_refuse_direct_commits(shop):
         # Direct uploads go to tables no definition owns.
         r = s.commit("raw.uploads", "a,b\n1,2\n", token=writer)
         assert r.status_code == 201, r.text
+        # The tables API names each table's owner.
+        t = requests.get(s.url + "/api/v1/tables/processed.daily_revenue").json()
+        assert t["owner"] == {"kind": "model", "name": "daily_revenue"} and t["pins"] == []
+        assert requests.get(s.url + "/api/v1/tables/raw.orders").json()["owner"] == {
+            "kind": "source", "name": "orders"}
+        assert requests.get(s.url + "/api/v1/tables/raw.uploads").json()["owner"] is None
     finally:
         s.stop()
 
@@ -91,6 +97,7 @@ def test_removed_definition_releases_its_table(shop):
         version = tables(s)["processed.daily_revenue"]
         body = s.sql("SELECT count(*) FROM processed.daily_revenue").json()
         assert body["rows"][0][0] > 0  # the data stays
+        assert requests.get(s.url + "/api/v1/tables/processed.daily_revenue").json()["owner"] is None
         r = s.commit("processed.daily_revenue", CSV, mode="overwrite")
         assert r.status_code == 201, r.text
         assert tables(s)["processed.daily_revenue"] == version + 1
