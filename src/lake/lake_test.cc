@@ -167,6 +167,26 @@ TEST_F(LakeTest, OverwriteKeepsHistoryReadableAndFolderCurrent) {
   for (const auto& f : *v1) EXPECT_TRUE(*store_->Exists(f.key));
 }
 
+// An overwrite that empties a partition folder removes it: a hive reader sees no empty partition.
+TEST_F(LakeTest, OverwriteRemovesEmptiedPartitionFolders) {
+  auto write = [&](const std::string& dir, WriteMode mode) -> Result<Snapshot> {
+    ASSIGN_OR_RETURN(Staging s, lake_->BeginWrite(orders_));
+    RETURN_IF_ERROR(store_->Put(s.prefix + dir + "/f.parquet", "x"));
+    CommitRequest req{.staging = s, .mode = mode, .files = {{dir + "/f.parquet", 1}}};
+    req.schema = kSchema;
+    req.partition_by = {"dt"};
+    return lake_->Commit(req);
+  };
+  ASSERT_TRUE(write("dt=2026-11-25", WriteMode::kAppend).ok());
+  ASSERT_TRUE(write("dt=2026-11-26", WriteMode::kAppend).ok());
+  ASSERT_TRUE(write("dt=2026-11-26", WriteMode::kOverwrite).ok());
+  EXPECT_FALSE(fs::exists(dir_ / "lake/raw/orders/dt=2026-11-25"));
+  EXPECT_TRUE(fs::exists(dir_ / "lake/raw/orders/dt=2026-11-26"));
+  ExpectFolderIsCurrent(orders_);
+  EXPECT_EQ(FolderView(orders_).size(), 1u);
+  EXPECT_EQ(lake_->SnapshotFiles(orders_, 2)->size(), 2u);  // time travel still reads both
+}
+
 TEST_F(LakeTest, RetentionExpiresOldSnapshotsAndDeletesTheirFiles) {
   Open(LakeOptions{.snapshot_retention_s = 0});
   ASSERT_TRUE(Write(orders_, WriteMode::kAppend, 1).ok());
