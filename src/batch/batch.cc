@@ -215,6 +215,23 @@ Result<std::shared_ptr<const Batch::Applied>> Batch::LoadApplied() {
   }
   ASSIGN_OR_RETURN(transform::Graph graph, transform::Graph::Build(*analyzer_, std::move(models)));
   applied->graph = std::make_shared<transform::Graph>(std::move(graph));
+  {
+    // Lake ownership follows the applied definitions: a source owns raw.<source> and
+    // raw.<source>__rejected, a model processed.<model>; a removed one releases its tables.
+    std::vector<lake::OwnedTable> by_sources, by_models;
+    for (const auto& s : applied->sources) {
+      by_sources.push_back({ingest::Ingestor::TableFor(s), {"source", s.name}});
+      by_sources.push_back({ingest::Ingestor::RejectedTableFor(s), {"source", s.name}});
+    }
+    for (const auto& m : applied->graph->models()) {
+      by_models.push_back({m.output(), {"model", m.name}});
+    }
+    for (const auto& [kind, owned] :
+         {std::pair{"source", by_sources}, std::pair{"model", by_models}}) {
+      Status s = lake_->SetOwners(kind, owned);
+      if (!s.ok()) spdlog::error("batch: table ownership: {}", s.ToString());
+    }
+  }
   return std::shared_ptr<const Applied>(applied);
 }
 

@@ -614,6 +614,7 @@ class StreamProcessor::Impl {
     CrashPoint("features.log.before_commit");
     lake::CommitRequest commit;
     commit.staging = staging;
+    commit.owner = lake::Owner{"feature_view", def.name};
     commit.mode = lake::WriteMode::kAppend;
     commit.files.push_back({file, rows});
     commit.schema = schema;

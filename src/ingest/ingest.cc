@@ -1022,6 +1022,7 @@ Result<lake::Snapshot> Run::CopyAndCommit(const lake::TableRef& ref, const std::
   }
   lake::CommitRequest commit;
   commit.staging = staging;
+  commit.owner = lake::Owner{"source", spec_.name};  // raw.<source> and its __rejected table
   commit.mode = mode;
   commit.partition_by = {kLoadDate};
   commit.expected_version = expected;

@@ -36,6 +36,9 @@ Result<TableRef> ParseTableRef(std::string_view text) {
   TableRef ref{std::string(text.substr(0, dot)), std::string(text.substr(dot + 1))};
   RETURN_IF_ERROR(ValidateIdentifier("zone", ref.zone));
   RETURN_IF_ERROR(ValidateIdentifier("table", ref.name));
+  if (ref.zone[0] == '_') {
+    return InvalidArgument("zone names beginning with _ are reserved for the lake's own folders");
+  }
   if (ref.zone.size() >= 10 && ref.zone.ends_with("_snapshots")) {
     return InvalidArgument("zone names ending in _snapshots are reserved for time travel");
   }
@@ -104,6 +107,12 @@ std::vector<std::string> Split(const std::string& s, char sep) {
 }
 
 std::string TablePrefix(const TableRef& t) { return t.zone + "/" + t.name + "/"; }
+// Outside every table folder, so folder readers never see them.
+constexpr std::string_view kFilesRoot = "_files/";
+constexpr std::string_view kStagingRoot = "_staging/";
+std::string StagingPrefix(const TableRef& t) { return std::string(kStagingRoot) + TablePrefix(t); }
+// The immutable name of a file whose table-folder name is `live_key`.
+std::string FilesKey(const std::string& live_key) { return std::string(kFilesRoot) + live_key; }
 
 std::string VersionName(int64_t v) {
   char buf[32];
@@ -145,17 +154,39 @@ Result<Snapshot> SnapshotFromRow(const Rows& r, size_t i) {
   return s;
 }
 
-// Files of snapshot `version` (their current keys), from inside a transaction or the store.
+// Files of snapshot `version` (their immutable and table-folder names), from inside a
+// transaction or the store.
 template <typename Q>
 Result<std::vector<DataFile>> FilesOf(Q& q, int64_t table_id, int64_t version) {
-  ASSIGN_OR_RETURN(Rows r, q.Query("SELECT CASE WHEN removed_in IS NULL THEN live_key ELSE "
-                                   "history_key END, rows, bytes FROM lake_files WHERE "
-                                   "table_id = ? AND added_in <= ? AND (removed_in IS NULL OR "
-                                   "removed_in > ?) ORDER BY added_in, live_key",
+  ASSIGN_OR_RETURN(Rows r, q.Query("SELECT history_key, live_key, rows, bytes FROM lake_files "
+                                   "WHERE table_id = ? AND added_in <= ? AND (removed_in IS NULL "
+                                   "OR removed_in > ?) ORDER BY added_in, live_key",
                                    {table_id, version, version}));
   std::vector<DataFile> out;
-  for (size_t i = 0; i < r.size(); ++i) out.push_back({r.Text(i, 0), r.Int(i, 1), r.Int(i, 2)});
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back({r.Text(i, 0), r.Text(i, 1), r.Int(i, 2), r.Int(i, 3)});
+  }
   return out;
+}
+
+// Removes the empty folders below `dir` (partition folders an overwrite emptied), keeping `dir`.
+// Local stores only; object stores have no folders.
+void PruneEmptyFolders(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (dir.empty() || !fs::is_directory(dir, ec)) return;
+  std::vector<fs::path> folders;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (it->is_directory(ec)) folders.push_back(it->path());
+  }
+  // Deepest first, so a folder emptied by removing its children goes too.
+  std::sort(folders.begin(), folders.end(), [](const fs::path& a, const fs::path& b) {
+    return a.native().size() > b.native().size();
+  });
+  for (const auto& f : folders) {
+    if (fs::is_empty(f, ec)) fs::remove(f, ec);
+  }
 }
 
 }  // namespace
@@ -183,18 +214,28 @@ std::vector<catalog::Migration> Lake::Migrations() {
            " staged_key TEXT NOT NULL, rows BIGINT NOT NULL, bytes BIGINT NOT NULL,"
            " added_in BIGINT NOT NULL, removed_in BIGINT, PRIMARY KEY (table_id, live_key));"
            "CREATE INDEX lake_files_added ON lake_files (table_id, added_in);"
-           "CREATE INDEX lake_snapshots_state ON lake_snapshots (state)"}};
+           "CREATE INDEX lake_snapshots_state ON lake_snapshots (state)"},
+          {"lake", 2,
+           "CREATE TABLE lake_owners ("
+           " zone TEXT NOT NULL, name TEXT NOT NULL, owner_kind TEXT NOT NULL,"
+           " owner_name TEXT NOT NULL, registered_at BIGINT NOT NULL, PRIMARY KEY (zone, name));"
+           "CREATE TABLE lake_pins ("
+           " table_id BIGINT NOT NULL, version BIGINT NOT NULL, holder TEXT NOT NULL,"
+           " reason TEXT NOT NULL, pinned_at BIGINT NOT NULL,"
+           " PRIMARY KEY (table_id, version, holder))"}};
 }
 
 Result<Staging> Lake::BeginWrite(const TableRef& table) {
   RETURN_IF_ERROR(ValidateIdentifier("zone", table.zone));
   RETURN_IF_ERROR(ValidateIdentifier("table", table.name));
+  if (table.zone[0] == '_') return InvalidArgument("zone names beginning with _ are reserved");
   Staging s;
   s.table = table;
   s.write_id = NewUuid();
-  s.prefix = TablePrefix(table) + "_staging/" + s.write_id + "/";
+  s.prefix = StagingPrefix(table) + s.write_id + "/";
   s.local_dir = store_->LocalPath(s.prefix);
   if (!s.local_dir.empty()) {
+    std::lock_guard<std::mutex> lock(staging_mu_);
     std::error_code ec;
     std::filesystem::create_directories(s.local_dir, ec);
     if (ec) return IoError("create staging folder: " + ec.message());
@@ -209,7 +250,23 @@ Status Lake::AbortWrite(const Staging& staging) {
     std::lock_guard<std::mutex> lock(mu_);
     std::erase(live_writes_, staging.prefix);
   }
-  return store_->Delete(staging.prefix.substr(0, staging.prefix.size() - 1));
+  return DropStaging(staging.prefix);
+}
+
+Status Lake::DropStaging(const std::string& write_prefix) {
+  std::string dir = write_prefix;
+  while (!dir.empty() && dir.back() == '/') dir.pop_back();
+  std::lock_guard<std::mutex> lock(staging_mu_);
+  RETURN_IF_ERROR(store_->Delete(dir));
+  // _staging/<zone>/<table>, _staging/<zone>, _staging: removed when empty (rmdir refuses others).
+  for (size_t slash = dir.rfind('/'); slash != std::string::npos; slash = dir.rfind('/')) {
+    dir.resize(slash);
+    std::filesystem::path local = store_->LocalPath(dir);
+    std::error_code ec;
+    if (local.empty() || !std::filesystem::is_empty(local, ec) || ec) break;
+    std::filesystem::remove(local, ec);
+  }
+  return Status::Ok();
 }
 
 Result<Snapshot> Lake::Commit(const CommitRequest& req) {
@@ -241,12 +298,29 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
     if (slash != std::string::npos) dir = f.key.substr(0, slash + 1);
     if (!dir.empty() && dir[0] == '_') return InvalidArgument("staged folder may not start with _");
     std::string name = "part-" + NewUuid() + ".parquet";
-    // The history name keeps the partition folders too, so time-travel views of a partitioned
-    // table still derive the partition columns (and DuckDB sees one hive layout).
-    planned.push_back({staged, TablePrefix(t) + dir + name,
-                       TablePrefix(t) + "_history/" + dir + name, f.rows, it->size});
+    // The immutable name keeps the partition folders too, so views of a partitioned table
+    // still derive the partition columns (and DuckDB sees one hive layout).
+    std::string live = TablePrefix(t) + dir + name;
+    planned.push_back({staged, live, FilesKey(live), f.rows, it->size});
     added_rows += f.rows;
   }
+  // Each new file gets its immutable name before the commit point, so every key a committed
+  // snapshot lists exists from the moment it is visible in the catalog. Undone if the commit
+  // fails; after a crash Recover() removes names no snapshot references.
+  bool committed = false;
+  struct UndoLinks {
+    ObjectStore* store;
+    const std::vector<Planned>* planned;
+    const bool* committed;
+    ~UndoLinks() {
+      if (*committed) return;
+      for (const auto& p : *planned) {
+        Status s = store->Delete(p.history);
+        if (!s.ok()) spdlog::warn("lake: removing {}: {}", p.history, s.ToString());
+      }
+    }
+  } undo{store_, &planned, &committed};
+  for (const auto& p : planned) RETURN_IF_ERROR(store_->Copy(p.staged, p.history));
 
   // 2) The commit point: one catalog transaction, compare-and-swap on the table version.
   Micros now = NowMicros();
@@ -257,6 +331,13 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
     ASSIGN_OR_RETURN(Rows cur, txn->Query("SELECT id, current_version, schema_json FROM "
                                           "lake_tables WHERE zone = ? AND name = ?",
                                           {t.zone, t.name}));
+    ASSIGN_OR_RETURN(Rows own, txn->Query("SELECT owner_kind, owner_name FROM lake_owners WHERE "
+                                          "zone = ? AND name = ?",
+                                          {t.zone, t.name}));
+    if (!own.empty()) {
+      Owner owner{own.Text(0, 0), own.Text(0, 1)};
+      if (!req.owner || *req.owner != owner) return NotOwnerError(t, owner);
+    }
     int64_t current = 0;
     if (cur.empty()) {
       ASSIGN_OR_RETURN(Rows next, txn->Query("SELECT COALESCE(MAX(id), 0) + 1 FROM lake_tables"));
@@ -289,9 +370,9 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
     }
     for (const auto& key : req.replaces) {
       RETURN_IF_ERROR(
-          txn->Exec("UPDATE lake_files SET removed_in = ? WHERE table_id = ? AND live_key = ? AND "
-                    "removed_in IS NULL",
-                    {version, table_id, key}));
+          txn->Exec("UPDATE lake_files SET removed_in = ? WHERE table_id = ? AND (live_key = ? "
+                    "OR history_key = ?) AND removed_in IS NULL",
+                    {version, table_id, key, key}));
       if (txn->Changes() != 1) {
         return Conflict("cannot replace " + key + ": it is not a file of " + t.ToString() + " v" +
                         std::to_string(current) + " (a concurrent commit removed it?)");
@@ -333,6 +414,7 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
     if (req.in_transaction) RETURN_IF_ERROR(req.in_transaction(*txn, snap));
     CrashPoint("lake.commit.before_catalog");
     RETURN_IF_ERROR(txn->Commit());
+    committed = true;
   }
   CrashPoint("lake.commit.after_catalog");
   {
@@ -349,58 +431,76 @@ Result<Snapshot> Lake::Commit(const CommitRequest& req) {
 }
 
 Status Lake::RollForward(int64_t table_id, int64_t version) {
+  std::lock_guard<std::mutex> roll(roll_mu_);
   ASSIGN_OR_RETURN(Rows tr,
                    catalog_->Query("SELECT zone, name FROM lake_tables WHERE id = ?", {table_id}));
   if (tr.empty()) return Internal("roll forward: no table " + std::to_string(table_id));
   TableRef t{tr.Text(0, 0), tr.Text(0, 1)};
-  // Superseded live files get a second name under _history before anything else moves.
   ASSIGN_OR_RETURN(Rows removed,
                    catalog_->Query("SELECT live_key, history_key FROM lake_files WHERE table_id "
                                    "= ? AND removed_in = ?",
                                    {table_id, version}));
-  for (size_t i = 0; i < removed.size(); ++i) {
-    ASSIGN_OR_RETURN(bool hist, store_->Exists(removed.Text(i, 1)));
-    if (hist) continue;
-    ASSIGN_OR_RETURN(bool live, store_->Exists(removed.Text(i, 0)));
-    if (!live) {
-      return Status(Code::kDataLoss, "file of " + t.ToString() + " missing: " + removed.Text(i, 0));
-    }
-    RETURN_IF_ERROR(store_->Copy(removed.Text(i, 0), removed.Text(i, 1)));
-    CrashPoint("lake.roll.history_link");
-  }
   ASSIGN_OR_RETURN(Rows added,
-                   catalog_->Query("SELECT staged_key, live_key FROM lake_files WHERE table_id = "
-                                   "? AND added_in = ?",
+                   catalog_->Query("SELECT staged_key, live_key, history_key, removed_in FROM "
+                                   "lake_files WHERE table_id = ? AND added_in = ?",
                                    {table_id, version}));
+  // Every file of both snapshots keeps (or gets) its immutable name first: running queries and
+  // time travel read those. Commit() made them for new files; this repairs older layouts.
+  auto ensure_name = [&](const std::string& name, const std::vector<std::string>& sources) {
+    ASSIGN_OR_RETURN(bool have, store_->Exists(name));
+    if (have) return Status::Ok();
+    for (const auto& from : sources) {
+      ASSIGN_OR_RETURN(bool there, store_->Exists(from));
+      if (there) return store_->Copy(from, name);
+    }
+    return Status(Code::kDataLoss,
+                  "file of " + t.ToString() + " v" + std::to_string(version) + " missing: " + name);
+  };
+  for (size_t i = 0; i < removed.size(); ++i) {
+    RETURN_IF_ERROR(ensure_name(removed.Text(i, 1), {removed.Text(i, 0)}));
+  }
+  for (size_t i = 0; i < added.size(); ++i) {
+    RETURN_IF_ERROR(ensure_name(added.Text(i, 2), {added.Text(i, 0), added.Text(i, 1)}));
+  }
+  CrashPoint("lake.roll.history_link");
+  // Superseded files leave the table folder before the commit is acknowledged: a folder reader
+  // sees the current snapshot only.
+  for (size_t i = 0; i < removed.size(); ++i) {
+    RETURN_IF_ERROR(store_->Delete(removed.Text(i, 0)));
+    CrashPoint("lake.roll.unlinked");
+  }
   for (size_t i = 0; i < added.size(); ++i) {
     ASSIGN_OR_RETURN(bool live, store_->Exists(added.Text(i, 1)));
     if (live) continue;
-    ASSIGN_OR_RETURN(bool staged, store_->Exists(added.Text(i, 0)));
-    if (!staged) {
-      return Status(Code::kDataLoss, "staged file of " + t.ToString() + " v" +
-                                         std::to_string(version) + " missing: " + added.Text(i, 0));
-    }
+    // A file a later commit already removed (its roll forward ran first) stays out of the folder.
+    if (!added.IsNull(i, 3)) continue;
     RETURN_IF_ERROR(store_->Move(added.Text(i, 0), added.Text(i, 1)));
     CrashPoint("lake.roll.moved_file");
+  }
+  // Partition folders the removed files leave empty go too (rmdir refuses a non-empty one).
+  for (size_t i = 0; i < removed.size(); ++i) {
+    std::string dir = removed.Text(i, 0);
+    for (size_t slash = dir.rfind('/'); slash != std::string::npos; slash = dir.rfind('/')) {
+      dir.resize(slash);
+      if (dir.size() + 1 <= TablePrefix(t).size()) break;  // keep the table folder itself
+      std::filesystem::path local = store_->LocalPath(dir);
+      std::error_code ec;
+      if (local.empty() || !std::filesystem::remove(local, ec)) break;
+    }
   }
   RETURN_IF_ERROR(WriteManifest(t, table_id, version));
   CrashPoint("lake.roll.manifest");
   ASSIGN_OR_RETURN(Rows w, catalog_->Query("SELECT write_id FROM lake_snapshots WHERE table_id = ? "
                                            "AND version = ?",
                                            {table_id, version}));
-  if (!w.empty()) RETURN_IF_ERROR(store_->Delete(TablePrefix(t) + "_staging/" + w.Text(0, 0)));
+  if (!w.empty()) RETURN_IF_ERROR(DropStaging(StagingPrefix(t) + w.Text(0, 0)));
   RETURN_IF_ERROR(
       catalog_->Exec("UPDATE lake_snapshots SET state = 'published' WHERE table_id = "
                      "? AND version = ?",
                      {table_id, version}));
   CrashPoint("lake.roll.published");
   ASSIGN_OR_RETURN(TableInfo info, GetTable(t));
-  Notify(info);  // views now read the new files and _history names
-  Micros after = NowMicros();
-  std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = 0; i < removed.size(); ++i) {
-    pending_unlinks_.push_back({removed.Text(i, 0), after});
-  }
+  Notify(info);  // views now read the new snapshot's immutable names
   return Status::Ok();
 }
 
@@ -420,9 +520,13 @@ Status Lake::WriteManifest(const TableRef& t, int64_t table_id, int64_t version)
   json::array fa;
   std::string prefix = TablePrefix(t);
   for (const auto& f : files) {
-    // Paths relative to the table folder, so the lake can be moved or mounted elsewhere.
-    fa.push_back(
-        json::object{{"path", f.key.substr(prefix.size())}, {"rows", f.rows}, {"bytes", f.bytes}});
+    // Relative paths, so the lake can be moved or mounted elsewhere: "path" below the table
+    // folder (there while this snapshot is current), "file" below the lake root (the immutable
+    // name, there while the snapshot is retained).
+    fa.push_back(json::object{{"path", f.live_key.substr(prefix.size())},
+                              {"file", f.key},
+                              {"rows", f.rows},
+                              {"bytes", f.bytes}});
   }
   m["files"] = std::move(fa);
   std::string text = ToJson(m);
@@ -520,7 +624,30 @@ Status Lake::Recover() {
                  pending.Int(i, 1));
     RETURN_IF_ERROR(RollForward(pending.Int(i, 0), pending.Int(i, 1)));
   }
-  // Nothing runs yet: superseded live names can go now.
+  // The first layout kept immutable names in <zone>/<table>/_history/ and only for superseded
+  // files: give every file its _files name (a hard link of the old history name or of the live
+  // file), then the sweep below removes the old names.
+  ASSIGN_OR_RETURN(Rows legacy, catalog_->Query("SELECT table_id, live_key, history_key, "
+                                                "removed_in FROM lake_files WHERE "
+                                                "SUBSTR(history_key, 1, 7) <> '_files/'"));
+  for (size_t i = 0; i < legacy.size(); ++i) {
+    std::string live = legacy.Text(i, 1), old = legacy.Text(i, 2), name = FilesKey(live);
+    ASSIGN_OR_RETURN(bool have, store_->Exists(name));
+    if (!have) {
+      ASSIGN_OR_RETURN(bool old_there, store_->Exists(old));
+      ASSIGN_OR_RETURN(bool live_there, store_->Exists(live));
+      if (!old_there && !live_there) {
+        return Status(Code::kDataLoss, "migrating the lake layout: no file for " + live);
+      }
+      RETURN_IF_ERROR(store_->Copy(old_there ? old : live, name));
+    }
+    RETURN_IF_ERROR(
+        catalog_->Exec("UPDATE lake_files SET history_key = ? WHERE table_id = ? AND "
+                       "live_key = ?",
+                       {name, legacy.Int(i, 0), live}));
+  }
+  if (legacy.size()) spdlog::info("lake: moved {} files to the _files layout", legacy.size());
+  // Nothing runs yet: names no snapshot references can go now.
   {
     std::lock_guard<std::mutex> lock(mu_);
     pending_unlinks_.clear();
@@ -530,7 +657,8 @@ Status Lake::Recover() {
                                                "lake_files"));
   std::set<std::string> referenced;
   for (size_t i = 0; i < known.size(); ++i) {
-    referenced.insert(known.IsNull(i, 2) ? known.Text(i, 0) : known.Text(i, 1));
+    referenced.insert(known.Text(i, 1));
+    if (known.IsNull(i, 2)) referenced.insert(known.Text(i, 0));
   }
   std::set<std::string> live_writes;
   {
@@ -541,45 +669,55 @@ Status Lake::Recover() {
   ASSIGN_OR_RETURN(auto all, store_->List(""));
   std::set<std::string> table_dirs;
   for (const auto& o : all) {
-    // <zone>/<table>/<rest>
+    // <zone>/<table>/<rest>, _files/<zone>/<table>/<rest>, _staging/<zone>/<table>/<write>/...
     std::vector<std::string> parts = Split(o.key, '/');
-    if (parts.size() < 3) continue;
-    table_dirs.insert(parts[0] + "/" + parts[1]);
-    const std::string& third = parts[2];
-    if (third == "_staging" || third == "_manifests") continue;
-    // A Parquet file in the live folder or _history that no snapshot references: left by a crash
-    // after its snapshot was superseded, or by an interrupted garbage collection.
+    if (parts.size() < 3 || parts[0] == "_staging") continue;
+    if (parts[0] != "_files") {
+      table_dirs.insert(parts[0] + "/" + parts[1]);
+      if (parts[2] == "_staging" || parts[2] == "_manifests") continue;
+    }
+    // A Parquet file that no snapshot references: left by a crash after its snapshot was
+    // superseded, before its commit point, or by an interrupted garbage collection; or an old
+    // _history name.
     if (o.key.ends_with(".parquet") && !referenced.count(o.key)) {
       RETURN_IF_ERROR(store_->Delete(o.key));
       ++removed_files;
     }
   }
   for (const auto& t : tables) table_dirs.insert(t.ref.zone + "/" + t.ref.name);
-  // Staging folders of writes that are not running: everything written before a crash.
   for (const auto& dir : table_dirs) {
-    ASSIGN_OR_RETURN(auto staged, store_->List(dir + "/_staging"));
-    bool live = std::any_of(live_writes.begin(), live_writes.end(),
-                            [&](const std::string& p) { return p.rfind(dir + "/", 0) == 0; });
-    if (live) {
-      for (const auto& o : staged) {
-        std::vector<std::string> parts = Split(o.key, '/');
-        if (parts.size() > 3 && !live_writes.count(dir + "/_staging/" + parts[3] + "/")) {
-          RETURN_IF_ERROR(store_->Delete(dir + "/_staging/" + parts[3]));
-          ++removed_files;
-        }
-      }
-    } else {
-      removed_files += static_cast<int64_t>(staged.size());
-      RETURN_IF_ERROR(store_->Delete(dir + "/_staging"));
+    // First-layout folders inside the table folder: nothing lives there any more.
+    ASSIGN_OR_RETURN(auto old_staged, store_->List(dir + "/_staging"));
+    removed_files += static_cast<int64_t>(old_staged.size());
+    RETURN_IF_ERROR(store_->Delete(dir + "/_staging"));
+    RETURN_IF_ERROR(store_->Delete(dir + "/_history"));
+    PruneEmptyFolders(store_->LocalPath(dir));
+  }
+  // Staging folders of writes that are not running: everything written before a crash.
+  ASSIGN_OR_RETURN(auto staged, store_->List(std::string(kStagingRoot)));
+  std::set<std::string> dead_writes;
+  for (const auto& o : staged) {
+    std::vector<std::string> parts = Split(o.key, '/');
+    if (parts.size() < 5) continue;
+    std::string prefix = parts[0] + "/" + parts[1] + "/" + parts[2] + "/" + parts[3] + "/";
+    if (!live_writes.count(prefix)) {
+      dead_writes.insert(prefix.substr(0, prefix.size() - 1));
+      ++removed_files;
     }
   }
+  for (const auto& w : dead_writes) RETURN_IF_ERROR(store_->Delete(w));
+  // Empty staging folders (a write that staged nothing), unless a write is running.
+  if (live_writes.empty()) {
+    RETURN_IF_ERROR(store_->Delete(std::string(kStagingRoot.substr(0, kStagingRoot.size() - 1))));
+  }
+  PruneEmptyFolders(store_->LocalPath(std::string(kFilesRoot)));
   if (removed_files) spdlog::info("lake: removed {} orphaned files", removed_files);
   return Status::Ok();
 }
 
 Result<Lake::GcStats> Lake::CollectGarbage(Micros now, Micros oldest_query_start) {
   GcStats stats;
-  // Unlink superseded live names nobody can be reading.
+  // Unlink immutable names nobody can be reading.
   {
     std::vector<PendingUnlink> keep;
     std::vector<std::string> go;
@@ -604,14 +742,17 @@ Result<Lake::GcStats> Lake::CollectGarbage(Micros now, Micros oldest_query_start
   std::set<int64_t> touched;
   {
     ASSIGN_OR_RETURN(auto txn, catalog_->Begin());
-    ASSIGN_OR_RETURN(Rows r, txn->Query("SELECT table_id, version FROM lake_snapshots WHERE "
-                                        "expired_at IS NULL AND superseded_at IS NOT NULL AND "
-                                        "superseded_at < ?",
+    // A pinned snapshot never expires, so the files it uses are never collected.
+    constexpr std::string_view kExpirable =
+        "expired_at IS NULL AND superseded_at IS NOT NULL AND superseded_at < ? AND NOT EXISTS "
+        "(SELECT 1 FROM lake_pins p WHERE p.table_id = lake_snapshots.table_id AND p.version = "
+        "lake_snapshots.version)";
+    ASSIGN_OR_RETURN(Rows r, txn->Query("SELECT table_id, version FROM lake_snapshots WHERE " +
+                                            std::string(kExpirable),
                                         {cutoff}));
     for (size_t i = 0; i < r.size(); ++i) touched.insert(r.Int(i, 0));
     RETURN_IF_ERROR(
-        txn->Exec("UPDATE lake_snapshots SET expired_at = ? WHERE expired_at IS NULL "
-                  "AND superseded_at IS NOT NULL AND superseded_at < ?",
+        txn->Exec("UPDATE lake_snapshots SET expired_at = ? WHERE " + std::string(kExpirable),
                   {now, cutoff}));
     stats.snapshots_expired = static_cast<int64_t>(r.size());
     RETURN_IF_ERROR(txn->Commit());
@@ -643,6 +784,160 @@ Result<Lake::GcStats> Lake::CollectGarbage(Micros now, Micros oldest_query_start
     pending_unlinks_.push_back({key, marker});
   }
   return stats;
+}
+
+// ---- ownership ----------------------------------------------------------------------------------
+
+Status Lake::NotOwnerError(const TableRef& table, const Owner& owner) {
+  std::string hint = "only its owner commits to it";
+  if (owner.kind == "model") hint = "run the model instead";
+  if (owner.kind == "source") hint = "run the source instead";
+  if (owner.kind == "stream") hint = "send events to the stream instead";
+  if (owner.kind == "feature_view") hint = "the feature view's processor writes it";
+  return Conflict(table.ToString() + " is owned by " + owner.ToString() + "; " + hint);
+}
+
+namespace {
+Status ValidateOwner(const Owner& owner) {
+  RETURN_IF_ERROR(ValidateIdentifier("owner kind", owner.kind));
+  if (owner.name.empty() || owner.name.size() > 200) {
+    return InvalidArgument("owner name must have 1 to 200 characters");
+  }
+  return Status::Ok();
+}
+
+// Registers inside `txn`; kConflict if another owner holds the table.
+Status RegisterIn(catalog::Transaction& txn, const TableRef& table, const Owner& owner) {
+  RETURN_IF_ERROR(ValidateIdentifier("zone", table.zone));
+  RETURN_IF_ERROR(ValidateIdentifier("table", table.name));
+  RETURN_IF_ERROR(ValidateOwner(owner));
+  ASSIGN_OR_RETURN(Rows r, txn.Query("SELECT owner_kind, owner_name FROM lake_owners WHERE zone = "
+                                     "? AND name = ?",
+                                     {table.zone, table.name}));
+  if (!r.empty()) {
+    Owner have{r.Text(0, 0), r.Text(0, 1)};
+    if (have == owner) return Status::Ok();
+    return Conflict("cannot make " + owner.ToString() + " the owner of " + table.ToString() +
+                    ": it is owned by " + have.ToString());
+  }
+  return txn.Exec(
+      "INSERT INTO lake_owners (zone, name, owner_kind, owner_name, registered_at) "
+      "VALUES (?, ?, ?, ?, ?)",
+      {table.zone, table.name, owner.kind, owner.name, NowMicros()});
+}
+}  // namespace
+
+Status Lake::RegisterOwner(const TableRef& table, const Owner& owner) {
+  ASSIGN_OR_RETURN(auto txn, catalog_->Begin());
+  RETURN_IF_ERROR(RegisterIn(*txn, table, owner));
+  return txn->Commit();
+}
+
+Status Lake::ReleaseOwner(const TableRef& table, const Owner& owner) {
+  return catalog_->Exec(
+      "DELETE FROM lake_owners WHERE zone = ? AND name = ? AND owner_kind = ? "
+      "AND owner_name = ?",
+      {table.zone, table.name, owner.kind, owner.name});
+}
+
+Status Lake::SetOwners(std::string_view kind, const std::vector<OwnedTable>& owned) {
+  ASSIGN_OR_RETURN(auto txn, catalog_->Begin());
+  ASSIGN_OR_RETURN(Rows have, txn->Query("SELECT zone, name, owner_name FROM lake_owners WHERE "
+                                         "owner_kind = ?",
+                                         {std::string(kind)}));
+  for (size_t i = 0; i < have.size(); ++i) {
+    TableRef t{have.Text(i, 0), have.Text(i, 1)};
+    Owner o{std::string(kind), have.Text(i, 2)};
+    bool keep = std::any_of(owned.begin(), owned.end(),
+                            [&](const OwnedTable& w) { return w.table == t && w.owner == o; });
+    if (!keep) {
+      RETURN_IF_ERROR(
+          txn->Exec("DELETE FROM lake_owners WHERE zone = ? AND name = ?", {t.zone, t.name}));
+    }
+  }
+  std::string conflicts;
+  for (const auto& w : owned) {
+    if (w.owner.kind != kind) {
+      return InvalidArgument("SetOwners(" + std::string(kind) + ") given an owner of kind " +
+                             w.owner.kind);
+    }
+    Status s = RegisterIn(*txn, w.table, w.owner);
+    if (s.code() == Code::kConflict) {
+      conflicts += (conflicts.empty() ? "" : "; ") + s.message();
+    } else if (!s.ok()) {
+      return s;
+    }
+  }
+  RETURN_IF_ERROR(txn->Commit());
+  if (!conflicts.empty()) return Conflict(conflicts);
+  return Status::Ok();
+}
+
+Result<std::optional<Owner>> Lake::OwnerOf(const TableRef& table) {
+  ASSIGN_OR_RETURN(Rows r, catalog_->Query("SELECT owner_kind, owner_name FROM lake_owners WHERE "
+                                           "zone = ? AND name = ?",
+                                           {table.zone, table.name}));
+  if (r.empty()) return std::optional<Owner>();
+  return std::optional<Owner>(Owner{r.Text(0, 0), r.Text(0, 1)});
+}
+
+Result<std::vector<OwnedTable>> Lake::ListOwners() {
+  ASSIGN_OR_RETURN(Rows r, catalog_->Query("SELECT zone, name, owner_kind, owner_name, "
+                                           "registered_at FROM lake_owners ORDER BY zone, name"));
+  std::vector<OwnedTable> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back({{r.Text(i, 0), r.Text(i, 1)}, {r.Text(i, 2), r.Text(i, 3)}, r.Int(i, 4)});
+  }
+  return out;
+}
+
+// ---- pins ---------------------------------------------------------------------------------------
+
+Status Lake::PinSnapshot(const TableRef& table, int64_t version, std::string_view holder,
+                         std::string_view reason) {
+  if (holder.empty() || holder.size() > 200) {
+    return InvalidArgument("a pin's holder must have 1 to 200 characters");
+  }
+  ASSIGN_OR_RETURN(auto txn, catalog_->Begin());
+  ASSIGN_OR_RETURN(int64_t id, TableId(*txn, table));
+  ASSIGN_OR_RETURN(Rows r, txn->Query("SELECT expired_at FROM lake_snapshots WHERE table_id = ? "
+                                      "AND version = ?",
+                                      {id, version}));
+  if (r.empty()) {
+    return NotFound("no snapshot " + std::to_string(version) + " of " + table.ToString());
+  }
+  if (!r.IsNull(0, 0)) {
+    return NotFound("snapshot " + std::to_string(version) + " of " + table.ToString() +
+                    " has expired (retention); it cannot be pinned");
+  }
+  RETURN_IF_ERROR(
+      txn->Exec("DELETE FROM lake_pins WHERE table_id = ? AND version = ? AND holder "
+                "= ?",
+                {id, version, std::string(holder)}));
+  RETURN_IF_ERROR(
+      txn->Exec("INSERT INTO lake_pins (table_id, version, holder, reason, pinned_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                {id, version, std::string(holder), std::string(reason), NowMicros()}));
+  return txn->Commit();
+}
+
+Status Lake::UnpinSnapshot(const TableRef& table, int64_t version, std::string_view holder) {
+  ASSIGN_OR_RETURN(int64_t id, TableId(*catalog_, table));
+  return catalog_->Exec("DELETE FROM lake_pins WHERE table_id = ? AND version = ? AND holder = ?",
+                        {id, version, std::string(holder)});
+}
+
+Result<std::vector<Pin>> Lake::ListPins(const std::optional<TableRef>& table) {
+  ASSIGN_OR_RETURN(Rows r, catalog_->Query("SELECT t.zone, t.name, p.version, p.holder, p.reason, "
+                                           "p.pinned_at FROM lake_pins p JOIN lake_tables t ON "
+                                           "t.id = p.table_id ORDER BY t.zone, t.name, p.version, "
+                                           "p.holder"));
+  std::vector<Pin> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    Pin p{{r.Text(i, 0), r.Text(i, 1)}, r.Int(i, 2), r.Text(i, 3), r.Text(i, 4), r.Int(i, 5)};
+    if (!table || p.table == *table) out.push_back(std::move(p));
+  }
+  return out;
 }
 
 void Lake::AddCommitListener(CommitListener listener) {

@@ -1,23 +1,24 @@
 // lake: the data lake — an object store of immutable Parquet files plus the write-then-commit
 // protocol that makes a table version (snapshot) visible atomically through the catalog.
 //
-// Layout under the object store root:
-//   <zone>/<table>/[<partition>=<value>/]part-<uuid>.parquet   live files of the current snapshot
-//   <zone>/<table>/_staging/<write-id>/...                     files being written (invisible)
-//   <zone>/<table>/_history/[<partition>=<value>/]part-<uuid>.parquet  files only older
-//                                                              snapshots use
-//   <zone>/<table>/_manifests/v<version>.json, current.json    what each snapshot holds, for
-//                                                              readers without the catalog
-// Underscore folders are skipped by Spark, Trino, DuckDB hive globs and pyarrow, so a reader of the
-// table folder sees exactly the current snapshot's files.
+// Layout under the object store root (see README.md):
+//   <zone>/<table>/[<partition>=<value>/]part-<uuid>.parquet   the current snapshot's files, only
+//   <zone>/<table>/_manifests/v<version>.json, current.json    what each snapshot holds (JSON)
+//   _files/<zone>/<table>/[<partition>=<value>/]part-<uuid>.parquet  an immutable second name of
+//                                                              every file a retained snapshot uses
+//                                                              (engines and time travel read these)
+//   _staging/<zone>/<table>/<write-id>/...                     files being written (invisible)
+// A reader of the table folder (pyarrow, Spark, Trino, DuckDB's `**` glob) sees exactly the
+// current snapshot's Parquet files: superseded and staged files live outside the folder.
 //
-// Commit protocol (see README.md): 1) the writer puts files in a staging folder and they are made
-// durable; 2) one catalog transaction compares-and-swaps the table version and records the new
-// snapshot with each file's staged and final key: this is the commit point; 3) roll forward:
-// superseded live files are linked into _history, staged files renamed to their final keys, the
-// manifest written, listeners told. A crash before 2 leaves only staging garbage; a crash after 2
-// is rolled forward by Recover() at the next start. Superseded files are unlinked only when no
-// query that could still read them runs, and history files only after the retention period.
+// Commit protocol (see README.md): 1) the writer puts files in a staging folder, they are made
+// durable and get their immutable _files name; 2) one catalog transaction compares-and-swaps the
+// table version, checks the table's owner and records the new snapshot: this is the commit point;
+// 3) roll forward: superseded files leave the table folder, staged files are renamed into it, the
+// manifest written, listeners told, all before Commit returns. A crash before 2 leaves only
+// garbage; a crash after 2 is rolled forward by Recover() at the next start. _files names are
+// removed only after the retention period (never while a snapshot using them is pinned) and when
+// no query that could read them still runs.
 #pragma once
 
 #include <cstdint>
@@ -97,7 +98,12 @@ std::string_view WriteModeName(WriteMode m);
 Result<WriteMode> ParseWriteMode(std::string_view s);
 
 struct DataFile {
-  std::string key;  // final key in the store
+  // The immutable name to read the file by (_files/<zone>/<table>/...): valid while the snapshot
+  // is retained, whatever commits meanwhile.
+  std::string key;
+  // Its name in the table folder (<zone>/<table>/...), present only while the file belongs to the
+  // current snapshot.
+  std::string live_key;
   int64_t rows = 0;
   int64_t bytes = 0;
 };
@@ -130,8 +136,34 @@ struct TableInfo {
 struct Staging {
   TableRef table;
   std::string write_id;
-  std::string prefix;  // <zone>/<table>/_staging/<write_id>/
+  std::string prefix;  // _staging/<zone>/<table>/<write_id>/
   std::filesystem::path local_dir;
+};
+
+// The definition that produces a table (ARCHITECTURE.md: every table has one owner). Kinds in use:
+// "source" (raw.<source>, raw.<source>__rejected), "model" (processed.<model>), "stream"
+// (raw.<stream>, its archive), "feature_view" (features.<view>, its feature log); later modules
+// add theirs ("dataset", "inference_log", ...) with one Lake::RegisterOwner call.
+struct Owner {
+  std::string kind;  // lower-case identifier
+  std::string name;
+  std::string ToString() const { return kind + " " + name; }
+  bool operator==(const Owner&) const = default;
+};
+
+struct OwnedTable {
+  TableRef table;
+  Owner owner;
+  Micros registered_at = 0;
+};
+
+// A snapshot kept from retention on behalf of `holder` (e.g. "model churn v3").
+struct Pin {
+  TableRef table;
+  int64_t version = 0;
+  std::string holder;
+  std::string reason;
+  Micros pinned_at = 0;
 };
 
 struct StagedFile {
@@ -148,16 +180,20 @@ struct CommitRequest {
   // Compare-and-swap: the table version this write was based on; nullopt = whatever is current
   // when the commit runs (appends from a single writer).
   std::optional<int64_t> expected_version;
-  // Files of the current snapshot (their keys as SnapshotFiles returns them) that this commit
-  // removes while adding `files`, atomically: compaction rewrites small files into one. Only with
-  // kAppend (the schema must match); each key must be live at the commit, else kConflict and
-  // nothing changes. Removed files follow the overwrite path: linked into _history for time
-  // travel, their live names unlinked once no query can read them. Snapshot operation "replace".
+  // Files of the current snapshot (a DataFile's key or live_key) that this commit removes while
+  // adding `files`, atomically: compaction rewrites small files into one. Only with kAppend (the
+  // schema must match); each key must be live at the commit, else kConflict and nothing changes.
+  // Removed files follow the overwrite path: they leave the table folder in the roll forward and
+  // keep their _files name for time travel. Snapshot operation "replace".
   std::vector<std::string> replaces;
   // Runs inside the commit's catalog transaction, after the snapshot rows are written: state that
   // must change exactly when the snapshot becomes visible (e.g. a consumer's offset) goes here. An
   // error aborts the commit.
   std::function<Status(catalog::Transaction& txn, const Snapshot& snapshot)> in_transaction;
+  // Who commits: the definition that owns the table (see Owner), or nullopt for a direct commit
+  // (an upload). A table with a registered owner takes commits from that owner only: anyone else
+  // gets kConflict naming the owner, and nothing changes.
+  std::optional<Owner> owner;
 };
 
 struct LakeOptions {
@@ -192,8 +228,9 @@ class Lake {
   Result<std::vector<DataFile>> SnapshotFiles(const TableRef& table, int64_t version = 0);
 
   // Completes commits interrupted by a crash (after their commit point) and removes garbage:
-  // staging folders of no live write, live-folder files of no snapshot. Run at start, before
-  // serving.
+  // staging folders of no live write, files of no snapshot (in table folders and in _files).
+  // Migrates the first layout (_history/ and _staging/ inside table folders) to this one. Run at
+  // start, before serving.
   Status Recover();
   // Expires snapshots past retention and removes files nobody can read any more. Files that a
   // running query may still read are kept: `oldest_query_start` is the start time of the oldest
@@ -206,6 +243,36 @@ class Lake {
 
   void AddCommitListener(CommitListener listener);
 
+  // ---- Ownership: one owner per table, registered when its definition is applied.
+  // Makes `owner` the table's owner (the table need not exist yet). Idempotent for the same
+  // owner; kConflict naming the current owner when another one holds the table.
+  Status RegisterOwner(const TableRef& table, const Owner& owner);
+  // Releases the table if `owner` holds it (no-op otherwise). The table keeps its data and becomes
+  // an ordinary table (direct commits allowed) until a definition claims it again.
+  Status ReleaseOwner(const TableRef& table, const Owner& owner);
+  // Declarative form for apply: afterwards the tables owned by kind `kind` are exactly `owned`
+  // (each entry's owner.kind must be `kind`): new ones registered, the others of that kind
+  // released, in one transaction. A table another owner holds stays with it: the rest is applied
+  // and the call returns kConflict naming each such table (the caller logs it; that definition's
+  // commits are refused until the conflict is resolved).
+  Status SetOwners(std::string_view kind, const std::vector<OwnedTable>& owned);
+  // The owner of a table, nullopt when none.
+  Result<std::optional<Owner>> OwnerOf(const TableRef& table);
+  Result<std::vector<OwnedTable>> ListOwners();
+  // The kConflict a commit by `committer` (nullopt: a direct commit) to a table owned by `owner`
+  // gets: "processed.x is owned by model x; run the model instead".
+  static Status NotOwnerError(const TableRef& table, const Owner& owner);
+
+  // ---- Pins: a pinned snapshot is never expired, so its files and catalog rows stay.
+  // kNotFound for an unknown or already expired snapshot. Pinning again by the same holder
+  // updates the reason.
+  Status PinSnapshot(const TableRef& table, int64_t version, std::string_view holder,
+                     std::string_view reason);
+  // Ok if the pin did not exist. Retention applies again at the next CollectGarbage.
+  Status UnpinSnapshot(const TableRef& table, int64_t version, std::string_view holder);
+  // Every pin, or the pins of one table.
+  Result<std::vector<Pin>> ListPins(const std::optional<TableRef>& table = std::nullopt);
+
  private:
   Status RollForward(int64_t table_id, int64_t version);
   Status WriteManifest(const TableRef& table, int64_t table_id, int64_t version);
@@ -214,7 +281,12 @@ class Lake {
   ObjectStore* store_;
   catalog::Store* catalog_;
   LakeOptions options_;
-  std::mutex mu_;  // guards listeners_, live_writes_, pending_unlinks_
+  // Removes a write's staging folder and the staging folders it leaves empty.
+  Status DropStaging(const std::string& write_prefix);
+
+  std::mutex roll_mu_;     // serialises roll forwards (they move files in and out of table folders)
+  std::mutex staging_mu_;  // creating a write's staging folder vs removing emptied ones
+  std::mutex mu_;          // guards listeners_, live_writes_, pending_unlinks_
   std::vector<CommitListener> listeners_;
   std::vector<std::string> live_writes_;  // staging prefixes of writes in progress
   struct PendingUnlink {

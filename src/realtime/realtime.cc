@@ -160,6 +160,22 @@ Status Realtime::Reload() {
       applied->views.push_back(std::move(view));
     }
   }
+  {
+    // Lake ownership follows the applied definitions: a stream owns its archive raw.<stream>, a
+    // stream feature view its feature log features.<view>; a removed one releases its table.
+    std::vector<lake::OwnedTable> streams, views;
+    for (const auto& s : applied->streams) streams.push_back({{"raw", s.name}, {"stream", s.name}});
+    for (const auto& v : applied->views) {
+      if (v.kind == features::ViewKind::kStream) {
+        views.push_back({{"features", v.name}, {"feature_view", v.name}});
+      }
+    }
+    for (const auto& [kind, owned] :
+         {std::pair{"stream", streams}, std::pair{"feature_view", views}}) {
+      Status st = lake_->SetOwners(kind, owned);
+      if (!st.ok()) spdlog::error("realtime: table ownership: {}", st.ToString());
+    }
+  }
   for (const auto& s : applied->streams) {
     RETURN_IF_ERROR(log_->RegisterStream(s.ToStreamOptions()).WithContext("stream " + s.name));
     RETURN_IF_ERROR(archiver_->AddStream(s).WithContext("archiving stream " + s.name));
@@ -290,12 +306,12 @@ Status Realtime::Maintain() {
   return Status::Ok();
 }
 
-Status Realtime::ArchiveNow(const std::string& name) {
-  for (int i = 0; i < 1000; ++i) {
-    ASSIGN_OR_RETURN(stream::ArchiveResult r, archiver_->ArchiveOnce(name));
-    if (!r.more) return Status::Ok();
-  }
-  return Status::Ok();
+Result<stream::DrainResult> Realtime::ArchiveNow(const std::string& name, int max_rounds) {
+  return archiver_->ArchiveAll(name, max_rounds);
+}
+
+Result<stream::CompactResult> Realtime::CompactNow(const std::string& name) {
+  return archiver_->CompactOnce(name);
 }
 
 Result<std::string> Realtime::StreamJson(const std::string& name) {

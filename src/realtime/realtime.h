@@ -87,8 +87,11 @@ class Realtime {
   // the archiver and the feature views). Called periodically by the server.
   Status Maintain();
 
-  // For tests and tools: archive everything now.
-  Status ArchiveNow(const std::string& stream);
+  // For tests and tools: archive what the log holds now, in at most `max_rounds` batches; the
+  // result says whether the archive caught up and how many events remain if not.
+  Result<stream::DrainResult> ArchiveNow(const std::string& stream, int max_rounds = 1000);
+  // For tests and tools: compact raw.<stream>'s small files now (it also runs on its cadence).
+  Result<stream::CompactResult> CompactNow(const std::string& stream);
   stream::EventLog& log() { return *log_; }
 
  private:

@@ -230,6 +230,21 @@ Result<ArchiveResult> Archiver::ArchiveOnce(std::string_view stream) {
   return ArchiveLocked(it->second);
 }
 
+Result<DrainResult> Archiver::ArchiveAll(std::string_view stream, int max_rounds) {
+  DrainResult d;
+  for (int i = 0; i < max_rounds; ++i) {
+    ASSIGN_OR_RETURN(ArchiveResult r, ArchiveOnce(stream));
+    ++d.rounds;
+    d.events += r.events;
+    d.remaining = r.remaining;
+    if (!r.more) {
+      d.done = r.remaining == 0;  // else offsets the log cannot serve (a gap): not caught up
+      break;
+    }
+  }
+  return d;
+}
+
 Result<CompactResult> Archiver::CompactOnce(std::string_view stream) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = streams_.find(stream);
@@ -320,6 +335,7 @@ Result<ArchiveResult> Archiver::ArchiveLocked(const StreamDefinition& def) {
     state[p].next_offset = from;
     state[p].max_event_time_us = wm.max_event_time();
     result.next_offsets[p] = from;
+    result.remaining += std::max<int64_t>(0, ranges[p].end - from);
   }
   if (result.events == 0) return result;
 
@@ -345,6 +361,7 @@ Result<ArchiveResult> Archiver::ArchiveLocked(const StreamDefinition& def) {
   if (ec) return fail(IoError("spool folder " + spool_dir_.string() + ": " + ec.message()));
   lake::CommitRequest commit;
   commit.staging = staging;
+  commit.owner = lake::Owner{"stream", def.name};
   commit.mode = lake::WriteMode::kAppend;
   commit.schema = ArchiveSchema(def);
   commit.partition_by = {"event_date"};
@@ -453,6 +470,7 @@ Result<CompactResult> Archiver::CompactLocked(const StreamDefinition& def) {
   }
   lake::CommitRequest commit;
   commit.staging = staging;
+  commit.owner = lake::Owner{"stream", def.name};
   commit.mode = lake::WriteMode::kAppend;
   commit.schema = ArchiveSchema(def);
   commit.partition_by = {"event_date"};

@@ -49,6 +49,16 @@ struct ArchiveResult {
   int64_t lake_version = 0;           // the snapshot committed; 0 when there was nothing to archive
   std::vector<int64_t> next_offsets;  // per partition, after this call
   bool more = false;                  // a partition filled its share of the batch: call again
+  // Events the log held past next_offsets when this call read it (newer ones may have arrived).
+  int64_t remaining = 0;
+};
+
+// What ArchiveAll did and what it left.
+struct DrainResult {
+  int64_t rounds = 0;     // ArchiveOnce calls
+  int64_t events = 0;     // rows committed to the lake, over all rounds
+  int64_t remaining = 0;  // events still unarchived after the last round (0 when done)
+  bool done = false;      // the last round found nothing more: the archive caught up with the log
 };
 
 struct CompactResult {
@@ -88,6 +98,10 @@ class Archiver {
   // append whose catalog transaction also stores the next offsets and watermarks; then commits the
   // offsets to the log consumer. kNotFound for a stream not added.
   Result<ArchiveResult> ArchiveOnce(std::string_view stream);
+  // ArchiveOnce until the archive has caught up with the log or `max_rounds` calls ran; says
+  // whether it caught up and, if not, how many events remain (the background thread, or another
+  // call, archives them). kNotFound for a stream not added.
+  Result<DrainResult> ArchiveAll(std::string_view stream, int max_rounds);
   // Rewrites, per event date, the small files of raw.<stream> into one when there are more than
   // compact_min_files of them: one lake commit replacing them (compare-and-swap on the version).
   Result<CompactResult> CompactOnce(std::string_view stream);

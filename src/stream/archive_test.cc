@@ -175,7 +175,7 @@ TEST_F(ArchiveTest, ArchivesTypedRowsByEventDateAndFlagsLateEvents) {
 
   auto files = lake_->SnapshotFiles({"raw", "clicks"});
   std::set<std::string> dates;
-  for (const auto& f : *files) dates.insert(f.key.substr(0, f.key.find("/part-")));
+  for (const auto& f : *files) dates.insert(f.live_key.substr(0, f.live_key.find("/part-")));
   EXPECT_EQ(dates, (std::set<std::string>{"raw/clicks/event_date=2026-11-25",
                                           "raw/clicks/event_date=2026-11-26"}));
   auto info = lake_->GetTable({"raw", "clicks"});
@@ -248,6 +248,31 @@ TEST_F(ArchiveTest, BoundedBatchesSayThereIsMore) {
   }
   EXPECT_GE(rounds, 5);
   ExpectExactlyOnce(20);
+}
+
+// ArchiveAll stops at its round limit and says so, with what is left; a later call finishes.
+TEST_F(ArchiveTest, ArchiveAllReportsWhatIsLeft) {
+  Close();
+  ArchiverOptions o;
+  o.max_batch_events = 4;  // 2 per partition
+  Open(o);
+  std::vector<std::string> evs;
+  for (int i = 0; i < 20; ++i) evs.push_back(Ev(i, kT0 + i * kMinute));
+  Append(evs);
+  auto part = archiver_->ArchiveAll("clicks", 2);
+  ASSERT_TRUE(part.ok()) << part.status().ToString();
+  EXPECT_FALSE(part->done);
+  EXPECT_EQ(part->rounds, 2);
+  EXPECT_LE(part->events, 8);
+  EXPECT_GT(part->remaining, 0);
+  EXPECT_EQ(part->events + part->remaining, 20);
+  auto rest = archiver_->ArchiveAll("clicks", 100);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_TRUE(rest->done);
+  EXPECT_EQ(rest->events, part->remaining);
+  EXPECT_EQ(rest->remaining, 0);
+  ExpectExactlyOnce(20);
+  EXPECT_EQ(archiver_->ArchiveAll("nope", 1).status().code(), Code::kNotFound);
 }
 
 // kill -9 at the archiver's crash points and inside the lake commit, then restart: every event is

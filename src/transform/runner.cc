@@ -370,6 +370,7 @@ Result<RunResult> Runner::RunLocked(const Model& model, const RunRequest& reques
   // 6) Commit: the previous snapshot stays current unless this compare-and-swap wins.
   lake::CommitRequest commit;
   commit.staging = staging;
+  commit.owner = lake::Owner{"model", model.name};
   commit.mode = append ? lake::WriteMode::kAppend : lake::WriteMode::kOverwrite;
   commit.files = std::move(staged);
   commit.schema = std::move(schema);

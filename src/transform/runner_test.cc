@@ -140,7 +140,7 @@ class RunnerTest : public ::testing::Test {
   }
 
   size_t StagingObjects(const std::string& table) {
-    auto listed = store_->List(table + "/_staging");
+    auto listed = store_->List("_staging/" + table);
     return listed.ok() ? listed->size() : 0;
   }
 

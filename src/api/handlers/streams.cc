@@ -47,9 +47,59 @@ Result<Response> GetStream(Services* s, const Request& req) {
 
 Result<Response> Archive(Services* s, const Request& req) {
   std::string name(req.PathParam("stream"));
-  RETURN_IF_ERROR(s->realtime->ArchiveNow(name));
+  int rounds = 1000;
+  if (auto r = req.QueryParam("max_rounds")) {
+    try {
+      size_t used = 0;
+      rounds = std::stoi(std::string(*r), &used);
+      if (used != r->size() || rounds < 1 || rounds > 1000) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+      return InvalidArgument("max_rounds must be an integer from 1 to 1000");
+    }
+  }
+  bool compact = false;
+  if (auto c = req.QueryParam("compact")) {
+    if (*c != "true" && *c != "false") return InvalidArgument("compact must be true or false");
+    compact = *c == "true";
+  }
+  ASSIGN_OR_RETURN(stream::DrainResult d, s->realtime->ArchiveNow(name, rounds));
+  stream::CompactResult c;
+  if (compact) {
+    ASSIGN_OR_RETURN(c, s->realtime->CompactNow(name));
+  }
   ASSIGN_OR_RETURN(std::string out, s->realtime->StreamJson(name));
-  return Response::Json(std::move(out));
+  // The stream's figures plus what this call did: done=false (202) when events remain after the
+  // round limit; the background archiver continues with them.
+  std::string now;
+  JsonWriter w(&now);
+  w.BeginObject()
+      .Key("done")
+      .Bool(d.done)
+      .Key("rounds")
+      .Int(d.rounds)
+      .Key("events_archived")
+      .Int(d.events)
+      .Key("events_remaining")
+      .Int(d.remaining);
+  if (compact) {
+    w.Key("compaction")
+        .BeginObject()
+        .Key("dates")
+        .Int(c.dates)
+        .Key("files_removed")
+        .Int(c.files_removed)
+        .Key("files_added")
+        .Int(c.files_added)
+        .Key("lake_version")
+        .Int(c.lake_version)
+        .EndObject();
+  }
+  w.EndObject();
+  if (!out.empty() && out.back() == '}') {
+    out.pop_back();
+    out += (out.size() > 1 ? ",\"archive_now\":" : "\"archive_now\":") + now + "}";
+  }
+  return Response::Json(std::move(out), d.done ? 200 : 202);
 }
 
 Result<Response> Online(Services* s, const Request& req) {
@@ -139,6 +189,10 @@ Status AddStreamRoutes(Router& router, Services* s) {
   archive.min_role = Role::kWriter;
   archive.summary = "Archive the stream's events to raw.<stream> now (it also runs every second)";
   archive.tag = "streams";
+  archive.query_params = {
+      {"max_rounds", "archive batches to run before answering (1-1000, default 1000)", "integer",
+       false},
+      {"compact", "true: also compact the archive's small files now", "boolean", false}};
   archive.response_schema = std::string(kStreamSchema);
   RETURN_IF_ERROR(router.AddSync(archive, Wrap(s, Archive)));
 

@@ -75,6 +75,27 @@ Status WriteTable(Services* s, JsonWriter& w, const lake::TableInfo& t) {
   w.Key("partition_by").BeginArray();
   for (const auto& p : t.partition_by) w.String(p);
   w.EndArray();
+  // The definition that owns the table (only it commits), or null: direct commits allowed.
+  ASSIGN_OR_RETURN(std::optional<lake::Owner> owner, s->lake->OwnerOf(t.ref));
+  w.Key("owner");
+  if (owner) {
+    w.BeginObject().Key("kind").String(owner->kind).Key("name").String(owner->name).EndObject();
+  } else {
+    w.Null();
+  }
+  ASSIGN_OR_RETURN(auto pins, s->lake->ListPins(t.ref));
+  w.Key("pins").BeginArray();
+  for (const auto& p : pins) {
+    w.BeginObject()
+        .Key("version")
+        .Int(p.version)
+        .Key("holder")
+        .String(p.holder)
+        .Key("reason")
+        .String(p.reason)
+        .EndObject();
+  }
+  w.EndArray();
   w.Key("snapshots").BeginArray();
   for (auto it = snaps.rbegin(); it != snaps.rend(); ++it) WriteSnapshot(w, t.ref, *it);
   w.EndArray().EndObject();
@@ -116,6 +137,10 @@ struct TempFile {
 
 Result<Response> Commit(Services* s, const Request& req) {
   ASSIGN_OR_RETURN(lake::TableRef ref, RefFrom(req));
+  // A table a definition owns takes commits from that owner only (the lake checks again at the
+  // commit point): refuse before anything is written.
+  ASSIGN_OR_RETURN(std::optional<lake::Owner> owner, s->lake->OwnerOf(ref));
+  if (owner) return lake::Lake::NotOwnerError(ref, *owner);
   sql::LoadRequest load;
   load.table = ref;
   std::string format = "csv";
