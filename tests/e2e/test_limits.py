@@ -18,7 +18,7 @@ GRACE_MS = 2000
 HARD_MS = 5000
 # Stated bound on the server's peak resident memory (VmHWM) over the hostile uploads: the largest
 # body is 60 MB (held once as the request, once as the upload file's page cache is not counted).
-PEAK_MEMORY_BOUND_MB = 700
+PEAK_MEMORY_BOUND_MB = 400
 # Every hostile request answers within this (the machine is a shared 2-vCPU VM).
 ANSWER_BOUND_S = 8.0
 
