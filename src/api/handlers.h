@@ -58,8 +58,8 @@ SyncHandler Wrap(Services* s, F f) {
   };
 }
 
-// A handler for expensive work: runs `handler` on Services::expensive (register the route
-// kInline: it only queues), or answers 503 unavailable with Retry-After when the queue is full;
+// A handler for expensive work: runs `handler` on Services::expensive (the route's own worker
+// only queues it and is free again at once; auth still runs on the worker), or answers 503 unavailable with Retry-After when the queue is full;
 // a request whose client left while it waited is dropped unrun.
 Handler Admitted(Services* s, SyncHandler handler);
 

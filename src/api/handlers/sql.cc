@@ -110,7 +110,6 @@ Status AddSqlRoutes(Router& router, Services* s) {
       R"("columns":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},)"
       R"("type":{"type":"string"}}}},"rows":{"type":"array","items":{"type":"array","items":{}}},)"
       R"("row_count":{"type":"integer"},"truncated":{"type":"boolean"}}})";
-  spec.execution = Execution::kInline;  // it only queues: Admitted runs it
   return router.Add(spec, Admitted(s, [s](const Request& req) {
                       auto r = RunSql(s, req);
                       return r.ok() ? std::move(r).value() : Response::Error(r.status());

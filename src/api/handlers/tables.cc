@@ -193,7 +193,6 @@ Status AddTableRoutes(Router& router, Services* s) {
   commit.response_schema =
       R"({"type":"object","properties":{"table":{"type":"string"},"snapshot":{"type":"object"},"columns":)" +
       std::string(kSchemaColumns) + "}}";
-  commit.execution = Execution::kInline;  // it only queues: Admitted runs it
   return router.Add(commit, Admitted(s, Wrap(s, Commit)));
 }
 
