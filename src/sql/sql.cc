@@ -759,8 +759,14 @@ Result<std::vector<Column>> Engine::Impl::Describe(std::string_view sql) {
                   "only a query can be described; got " +
                       std::string(internal::StatementTypeForKeyword(keyword)));
   }
-  ASSIGN_OR_RETURN(Prepared prepared, PrepareExtracted(lease.get(), extracted));
-  return ColumnsOf(prepared.get(), nullptr);
+  // Binding can be slow too (a file's schema is read); it is registered so the shutdown
+  // deadline sees and interrupts it like any query.
+  Watchdog::Ticket ticket;
+  const int64_t timeout_ms = TimeoutFor(0);
+  RETURN_IF_ERROR(Watch(&ticket, lease.get(), timeout_ms, nullptr, sql));
+  Result<Prepared> prepared = PrepareExtracted(lease.get(), extracted);
+  RETURN_IF_ERROR(Unwatch(&ticket, &lease, prepared.status(), timeout_ms));
+  return ColumnsOf(prepared->get(), nullptr);
 }
 
 Status Engine::Impl::ReplaceView(const std::string& schema, const std::string& name,

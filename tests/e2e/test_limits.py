@@ -302,3 +302,33 @@ def test_sigterm_during_model_build_exits_in_bound(limits_project, tmp_path):
         assert all(r.get("status") != "succeeded" for r in runs.get("runs", [])), runs
     finally:
         s.stop()
+
+
+def test_sigterm_exits_by_the_hard_bound_when_work_ignores_interrupts(limits_project, tmp_path):
+    """With the depth limit raised, DuckDB spends minutes in work it does not interrupt (planning
+    a 1,000-deep struct): the last-resort deadline still ends the process at grace + 5 s, logs
+    what was running, and the next start is clean."""
+    text = (limits_project / "lakeloop.yaml").read_text()
+    (limits_project / "lakeloop.yaml").write_text(text + "  upload_max_json_depth: 100000\n")
+    data = tmp_path / "data"
+    s = Server(limits_project, data).start()
+    assert s.commit("raw.keep", b"id\n1\n").status_code == 201
+
+    def deep_upload():
+        try:
+            s.commit("raw.deep", (nested_object(1000) + "\n").encode(), fmt="json")
+        except requests.RequestException:
+            pass
+
+    assert_exits_within_bound(s, deep_upload, "an upload DuckDB does not interrupt")
+    log = s.read_log()
+    s.log.close()
+    if s.proc.returncode == 3:
+        assert "exiting now" in log and "uploads:" in log, log
+    s = Server(limits_project, data).start()
+    try:
+        assert s.sql("SELECT count(*) FROM raw.keep").json()["rows"] == [[1]]
+        tables = [t["name"] for t in requests.get(s.url + "/api/v1/tables").json()["tables"]]
+        assert "raw.deep" not in tables
+    finally:
+        s.stop()
