@@ -42,7 +42,7 @@ struct LimitsConfig {
   int64_t upload_max_parquet_footer_bytes = 16 << 20;
   int64_t upload_max_parquet_row_groups = 100000;
   // The engine of loads and models (uploads, sources, models): its own memory, threads, temp dir.
-  std::string loads_memory_limit = "1GB";
+  std::string loads_memory_limit = "2GB";
   int loads_threads = 1;
   int64_t loads_query_timeout_ms = 600000;  // each query of an upload, source load or model
   // Uploads, exports and ad-hoc SQL: at most `concurrency` run, `queue` wait; beyond: 503.
