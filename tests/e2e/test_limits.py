@@ -332,3 +332,27 @@ def test_sigterm_exits_by_the_hard_bound_when_work_ignores_interrupts(limits_pro
         assert "raw.deep" not in tables
     finally:
         s.stop()
+
+
+def test_upload_past_the_loads_time_limit_fails_cleanly(limits_project, tmp_path):
+    text = (limits_project / "lakeloop.yaml").read_text()
+    (limits_project / "lakeloop.yaml").write_text(
+        text.replace("loads_query_timeout_ms: 120000", "loads_query_timeout_ms: 300"))
+    s = Server(limits_project, tmp_path / "data").start()
+    try:
+        assert s.commit("raw.t", b"id\n1\n").status_code == 201
+        header = ",".join(f"c{i}" for i in range(1000)) + "\n"
+        row = ",".join(str(i) for i in range(1000)) + "\n"
+        body = (header + row * (30_000_000 // len(row))).encode()
+        t0 = time.monotonic()
+        r = s.commit("raw.t", body, mode="overwrite")
+        elapsed = time.monotonic() - t0
+        assert r.status_code == 504, r.text[:300]
+        assert "limits.loads_query_timeout_ms" in r.json()["error"]["message"]
+        assert elapsed < ANSWER_BOUND_S
+        # Nothing committed: still version 1 with its one row; no staged files left behind.
+        info = requests.get(s.url + "/api/v1/tables/raw.t").json()
+        assert info["version"] == 1
+        assert s.sql("SELECT count(*) FROM raw.t").json()["rows"] == [[1]]
+    finally:
+        s.stop()
