@@ -104,6 +104,8 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     ro.sql_threads = 1;
     ro.memory_limit = config.sql.memory_limit;
     ro.background = mode == Mode::kServer;
+    ro.query_timeout_ms = config.limits.loads_query_timeout_ms;
+    ro.interrupt_group = app->interrupts_;
     ASSIGN_OR_RETURN(app->realtime_,
                      realtime::Realtime::Open(app->catalog_.get(), app->lake_.get(), ro));
   }
