@@ -80,7 +80,7 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   ASSIGN_OR_RETURN(app->loader_, sql::Engine::Open(eo));
   app->expensive_ = std::make_unique<ThreadPool>(
       "expensive", static_cast<size_t>(config.limits.expensive_concurrency),
-      static_cast<size_t>(std::max(1, config.limits.expensive_queue)));
+      static_cast<size_t>(config.limits.expensive_queue));
   app->views_ = std::make_unique<sql::LakeViews>(app->engine_.get(), app->lake_.get());
   RETURN_IF_ERROR(app->views_->Attach());
   if (owner) {

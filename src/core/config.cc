@@ -105,12 +105,12 @@ Result<Config> ParseConfig(const std::string& text, const std::string& file) {
   }
   if (l.upload_max_json_depth < 1 || l.upload_max_columns < 1 || l.upload_max_line_bytes < 1 ||
       l.upload_max_parquet_footer_bytes < 8 || l.upload_max_parquet_row_groups < 1 ||
-      l.loads_threads < 1 || l.expensive_concurrency < 1 || l.expensive_queue < 0 ||
+      l.loads_threads < 1 || l.expensive_concurrency < 1 || l.expensive_queue < 1 ||
       l.export_max_rows < 1 || l.export_max_bytes < 1 || l.shutdown_hard_ms < 0 ||
       l.loads_query_timeout_ms < 0) {
     return InvalidArgument(file +
-                           ": limits.* must be positive (expensive_queue, "
-                           "loads_query_timeout_ms and shutdown_hard_ms may be 0)");
+                           ": limits.* must be positive (loads_query_timeout_ms and "
+                           "shutdown_hard_ms may be 0)");
   }
   return c;
 }

@@ -47,7 +47,7 @@ struct LimitsConfig {
   int64_t loads_query_timeout_ms = 600000;  // each query of an upload, source load or model
   // Uploads, exports and ad-hoc SQL: at most `concurrency` run, `queue` wait; beyond: 503.
   int expensive_concurrency = 2;
-  int expensive_queue = 16;
+  int expensive_queue = 16;            // >= 1
   int64_t export_max_rows = 10000000;  // ?format=parquet
   int64_t export_max_bytes = int64_t{1} << 30;
   // After SIGTERM and server.shutdown_grace_ms, running queries and jobs are interrupted; the
