@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -83,6 +84,11 @@ struct Response {
   std::string body;
   // Extra headers (Content-Type, Content-Length, Connection are set by the server).
   std::vector<Header> headers;
+  // When set, the response body is this file (instead of `body`), streamed in chunks so it is
+  // never held in memory whole; `body_file_owner` is released once it is written or the
+  // connection closes (e.g. an object that then removes the file).
+  std::filesystem::path body_file;
+  std::shared_ptr<const void> body_file_owner;
 
   static Response Json(std::string body, int status = 200);
   static Response Text(std::string body, int status = 200,

@@ -10,6 +10,7 @@
 #include "batch/batch.h"
 #include "catalog/catalog.h"
 #include "core/config.h"
+#include "core/thread_pool.h"
 #include "core/time.h"
 #include "lake/lake.h"
 #include "realtime/realtime.h"
@@ -30,6 +31,9 @@ struct Services {
   // Validates and applies the project's definition files (all kinds), or only reports (dry run).
   std::function<Result<batch::ApplyReport>(bool dry_run)> apply;
   std::filesystem::path scratch_dir;
+  // Admission queue of expensive work (uploads, exports, ad-hoc SQL): limits.expensive_concurrency
+  // threads, limits.expensive_queue waiting; null: run on the calling thread.
+  ThreadPool* expensive = nullptr;
   Micros started_at = 0;
   std::string version;
 };
@@ -53,6 +57,11 @@ SyncHandler Wrap(Services* s, F f) {
     return r.ok() ? std::move(r).value() : Response::Error(r.status());
   };
 }
+
+// A handler for expensive work: runs `handler` on Services::expensive (the route's own worker
+// only queues it and is free again at once; auth still runs on the worker), or answers 503 unavailable with Retry-After when the queue is full;
+// a request whose client left while it waited is dropped unrun.
+Handler Admitted(Services* s, SyncHandler handler);
 
 // Shapes shared by the API and the CLI's embedded mode, so both print the same thing.
 std::string RunsToJson(const std::vector<flow::RunInfo>& runs);

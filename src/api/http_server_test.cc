@@ -7,6 +7,8 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <thread>
@@ -611,6 +613,54 @@ TEST_F(HttpServerTest, ExpectContinueIsHonoured) {
   HttpReply r = c.Read();
   EXPECT_EQ(r.status, 200);
   EXPECT_NE(r.body.find("\"body_size\":5"), std::string::npos);
+}
+
+// Response::body_file: the file is the body (Content-Length its size, bytes intact, several
+// chunks), and its owner is released once written, twice on one keep-alive connection.
+TEST(HttpServerFileTest, BodyFileIsStreamedAndItsOwnerReleased) {
+  char tmpl[] = "/tmp/lakeloop-http-file-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::filesystem::path dir = tmpl;
+  std::string content;
+  for (int i = 0; content.size() < (1 << 20) + 123; ++i) content += std::to_string(i) + ",";
+  struct Owner {
+    std::filesystem::path path;
+    ~Owner() { std::filesystem::remove(path); }
+  };
+  std::atomic<int> served{0};
+  Router router;
+  ASSERT_TRUE(router
+                  .AddSync(Spec("GET", "/api/v1/file", Role::kReader, Execution::kWorker),
+                           [&](const Request&) {
+                             auto owner = std::make_shared<Owner>();
+                             owner->path = dir / ("f" + std::to_string(served++));
+                             std::ofstream(owner->path, std::ios::binary) << content;
+                             Response r;
+                             r.content_type = "application/octet-stream";
+                             r.body_file = owner->path;
+                             r.body_file_owner = owner;
+                             return r;
+                           })
+                  .ok());
+  HttpServerOptions o;
+  o.listen = "127.0.0.1:0";
+  FakeVerifier verifier;
+  HttpServer server(o, std::move(router), &verifier);
+  ASSERT_TRUE(server.Start().ok());
+  Conn c(server.port());
+  ASSERT_TRUE(c.connected());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(c.Send(Req("GET", "/api/v1/file", "", "")));
+    HttpReply r = c.Read();
+    ASSERT_TRUE(r.ok);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.Header("content-length"), std::to_string(content.size()));
+    EXPECT_TRUE(r.body == content) << r.body.size() << " bytes";
+  }
+  server.Stop(2s);
+  // Both owners were released: their files are gone.
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

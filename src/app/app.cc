@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <condition_variable>
@@ -55,18 +56,31 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     std::error_code ec;
     for (auto& e : fs::directory_iterator(paths.scratch(), ec)) fs::remove_all(e.path(), ec);
   }
-  // SQL: a sandboxed engine for users, an internal one for loading data.
+  // SQL: one engine per class of work, each with its own memory limit, threads, temp folder and
+  // query time limit: a sandboxed one for ad-hoc SQL (sql.*), an internal one for uploads
+  // (limits.loads_*; batch opens its loads-and-models engines with the same class settings).
   sql::EngineOptions eo;
   eo.sandboxed = true;
   eo.lake_root = paths.lake();
   eo.scratch_dir = paths.scratch() / "sql";
   eo.threads = config.sql.threads;
   eo.memory_limit = config.sql.memory_limit;
+  eo.max_query_ms = config.sql.query_timeout_ms;
+  eo.timeout_key = "sql.query_timeout_ms";
+  eo.name = "adhoc";
+  eo.interrupt_group = app->interrupts_;
   ASSIGN_OR_RETURN(app->engine_, sql::Engine::Open(eo));
   eo.sandboxed = false;
   eo.scratch_dir = paths.scratch() / "loader";
-  eo.threads = 1;
+  eo.threads = config.limits.loads_threads;
+  eo.memory_limit = config.limits.loads_memory_limit;
+  eo.max_query_ms = config.limits.loads_query_timeout_ms;
+  eo.timeout_key = "limits.loads_query_timeout_ms";
+  eo.name = "uploads";
   ASSIGN_OR_RETURN(app->loader_, sql::Engine::Open(eo));
+  app->expensive_ = std::make_unique<ThreadPool>(
+      "expensive", static_cast<size_t>(config.limits.expensive_concurrency),
+      static_cast<size_t>(config.limits.expensive_queue));
   app->views_ = std::make_unique<sql::LakeViews>(app->engine_.get(), app->lake_.get());
   RETURN_IF_ERROR(app->views_->Attach());
   if (owner) {
@@ -74,8 +88,10 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     bo.project = paths.project;
     bo.lake_root = paths.lake();
     bo.scratch = paths.scratch();
-    bo.sql_threads = config.sql.threads;
-    bo.memory_limit = config.sql.memory_limit;
+    bo.sql_threads = config.limits.loads_threads;
+    bo.memory_limit = config.limits.loads_memory_limit;
+    bo.query_timeout_ms = config.limits.loads_query_timeout_ms;
+    bo.interrupt_group = app->interrupts_;
     bo.triggers = mode == Mode::kServer;
     bo.workers = static_cast<size_t>(std::max(1, config.server.worker_threads));
     ASSIGN_OR_RETURN(app->batch_, batch::Batch::Open(app->catalog_.get(), app->lake_.get(), bo));
@@ -88,6 +104,8 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     ro.sql_threads = 1;
     ro.memory_limit = config.sql.memory_limit;
     ro.background = mode == Mode::kServer;
+    ro.query_timeout_ms = config.limits.loads_query_timeout_ms;
+    ro.interrupt_group = app->interrupts_;
     ASSIGN_OR_RETURN(app->realtime_,
                      realtime::Realtime::Open(app->catalog_.get(), app->lake_.get(), ro));
   }
@@ -104,6 +122,7 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   App* self = app.get();
   s.apply = [self](bool dry_run) { return self->Apply(dry_run); };
   s.scratch_dir = paths.scratch();
+  s.expensive = app->expensive_.get();
   s.started_at = NowMicros();
   s.version = std::string(kVersion);
   return app;
@@ -261,9 +280,41 @@ Status App::Serve(const std::optional<std::string>& listen) {
   int sig = 0;
   sigwait(&set, &sig);
   spdlog::info("received {}, draining requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  // The shutdown deadline: after the grace period every running query and job is interrupted;
+  // if the process is still here shutdown_hard_ms later, it exits anyway (the next start
+  // recovers as after a crash: commits are atomic, nothing acknowledged is lost).
+  std::mutex deadline_mu;
+  std::condition_variable deadline_cv;
+  bool stopped = false;
+  std::thread deadline([&] {
+    std::unique_lock<std::mutex> lock(deadline_mu);
+    const auto grace = std::chrono::milliseconds(config_.server.shutdown_grace_ms);
+    if (deadline_cv.wait_for(lock, grace, [&] { return stopped; })) return;
+    spdlog::warn("shutdown: grace period of {} ms over; interrupting running queries and jobs",
+                 config_.server.shutdown_grace_ms);
+    interrupts_->InterruptAll();
+    const auto hard = std::chrono::milliseconds(config_.limits.shutdown_hard_ms);
+    if (deadline_cv.wait_for(lock, hard, [&] { return stopped; })) return;
+    std::string running;
+    for (const auto& q : interrupts_->Running()) running += "\n  " + q;
+    spdlog::error(
+        "shutdown: still running {} ms after the grace period (limits.shutdown_hard_ms); exiting "
+        "now. Queries still running:{}",
+        config_.limits.shutdown_hard_ms, running.empty() ? " none (a job or request)" : running);
+    spdlog::default_logger()->flush();
+    std::fflush(stdout);
+    ::_exit(3);
+  });
   server.Stop(std::chrono::milliseconds(config_.server.shutdown_grace_ms));
+  expensive_->Shutdown();
   realtime_->Stop();
   batch_->Stop();
+  {
+    std::lock_guard<std::mutex> lock(deadline_mu);
+    stopped = true;
+  }
+  deadline_cv.notify_all();
+  deadline.join();
   {
     std::lock_guard<std::mutex> lock(gc_mu);
     stopping = true;

@@ -78,8 +78,12 @@ class App {
   std::unique_ptr<catalog::TokenStore> tokens_;
   std::unique_ptr<lake::ObjectStore> store_;
   std::unique_ptr<lake::Lake> lake_;
+  // Interrupts every query of every engine below at the shutdown deadline.
+  std::shared_ptr<sql::InterruptGroup> interrupts_ = std::make_shared<sql::InterruptGroup>();
   std::unique_ptr<sql::Engine> engine_;
   std::unique_ptr<sql::Engine> loader_;
+  // Admission queue of uploads, exports and ad-hoc SQL (limits.expensive_*).
+  std::unique_ptr<ThreadPool> expensive_;
   std::unique_ptr<sql::LakeViews> views_;
   std::unique_ptr<batch::Batch> batch_;
   std::unique_ptr<realtime::Realtime> realtime_;

@@ -102,6 +102,10 @@ Result<std::unique_ptr<Batch>> Batch::Open(catalog::Store* catalog, lake::Lake* 
   eo.scratch_dir = b->options_.scratch / "ingest";
   eo.threads = b->options_.sql_threads;
   eo.memory_limit = b->options_.memory_limit;
+  eo.max_query_ms = b->options_.query_timeout_ms;
+  eo.timeout_key = "limits.loads_query_timeout_ms";
+  eo.name = "loads";
+  eo.interrupt_group = b->options_.interrupt_group;
   ASSIGN_OR_RETURN(b->loader_, sql::Engine::Open(eo));
   eo.sandboxed = true;
   eo.scratch_dir = b->options_.scratch / "analyze";
@@ -118,6 +122,10 @@ Result<std::unique_ptr<Batch>> Batch::Open(catalog::Store* catalog, lake::Lake* 
   ro.engine.scratch_dir = b->options_.scratch / "transform";
   ro.engine.threads = b->options_.sql_threads;
   ro.engine.memory_limit = b->options_.memory_limit;
+  ro.engine.max_query_ms = b->options_.query_timeout_ms;
+  ro.engine.timeout_key = "limits.loads_query_timeout_ms";
+  ro.engine.name = "models";
+  ro.engine.interrupt_group = b->options_.interrupt_group;
   ro.lineage_store = catalog;
   ASSIGN_OR_RETURN(b->runner_, transform::Runner::Open(lake, ro));
   ASSIGN_OR_RETURN(b->applied_, b->LoadApplied());

@@ -50,6 +50,10 @@ struct BatchOptions {
   // so that it runs exactly what it was asked to and leaves nothing queued behind.
   bool triggers = true;
   size_t workers = 2;
+  // Limits of the loads-and-models engines: every query's time limit (0: none) and the group
+  // the shutdown deadline interrupts (may be null).
+  int64_t query_timeout_ms = 0;
+  std::shared_ptr<sql::InterruptGroup> interrupt_group;
 };
 
 // Thread-safe.

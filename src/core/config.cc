@@ -69,12 +69,27 @@ Result<Config> ParseConfig(const std::string& text, const std::string& file) {
                 f("default_row_limit", &c.sql.default_row_limit),
                 f("max_row_limit", &c.sql.max_row_limit)};
   Fields lake = {f("snapshot_retention_s", &c.lake.snapshot_retention_s)};
+  LimitsConfig& l = c.limits;
+  Fields limits = {f("upload_max_json_depth", &l.upload_max_json_depth),
+                   f("upload_max_columns", &l.upload_max_columns),
+                   f("upload_max_line_bytes", &l.upload_max_line_bytes),
+                   f("upload_max_parquet_footer_bytes", &l.upload_max_parquet_footer_bytes),
+                   f("upload_max_parquet_row_groups", &l.upload_max_parquet_row_groups),
+                   f("loads_memory_limit", &l.loads_memory_limit),
+                   f("loads_threads", &l.loads_threads),
+                   f("loads_query_timeout_ms", &l.loads_query_timeout_ms),
+                   f("expensive_concurrency", &l.expensive_concurrency),
+                   f("expensive_queue", &l.expensive_queue),
+                   f("export_max_rows", &l.export_max_rows),
+                   f("export_max_bytes", &l.export_max_bytes),
+                   f("shutdown_hard_ms", &l.shutdown_hard_ms)};
   Fields top = {
       f("name", &c.name),
       f("log_level", &c.log_level),
       {"server", [&](const YAML::Node& n) { return ReadSection(file, n, "server", server); }},
       {"sql", [&](const YAML::Node& n) { return ReadSection(file, n, "sql", sql); }},
       {"lake", [&](const YAML::Node& n) { return ReadSection(file, n, "lake", lake); }},
+      {"limits", [&](const YAML::Node& n) { return ReadSection(file, n, "limits", limits); }},
   };
   // Sections owned by later modules (sources, schedules...) are validated by those modules.
   for (const char* key : {"sources", "models", "streams", "features", "pipelines", "endpoints",
@@ -87,6 +102,15 @@ Result<Config> ParseConfig(const std::string& text, const std::string& file) {
   }
   if (c.server.max_body_bytes < 1024) {
     return InvalidArgument(file + ": server.max_body_bytes must be at least 1024");
+  }
+  if (l.upload_max_json_depth < 1 || l.upload_max_columns < 1 || l.upload_max_line_bytes < 1 ||
+      l.upload_max_parquet_footer_bytes < 8 || l.upload_max_parquet_row_groups < 1 ||
+      l.loads_threads < 1 || l.expensive_concurrency < 1 || l.expensive_queue < 1 ||
+      l.export_max_rows < 1 || l.export_max_bytes < 1 || l.shutdown_hard_ms < 0 ||
+      l.loads_query_timeout_ms < 0) {
+    return InvalidArgument(file +
+                           ": limits.* must be positive (loads_query_timeout_ms and "
+                           "shutdown_hard_ms may be 0)");
   }
   return c;
 }

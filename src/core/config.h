@@ -32,12 +32,36 @@ struct LakeConfig {
   int64_t snapshot_retention_s = 7 * 24 * 3600;
 };
 
+// What one request or job may cost (issue 15). Upload limits are checked before DuckDB sees the
+// data; every query of the loads engine (uploads, sources, models) has a time and memory limit;
+// uploads, exports and ad-hoc SQL share one admission queue; shutdown has a deadline.
+struct LimitsConfig {
+  int64_t upload_max_json_depth = 64;       // nesting of objects/arrays in a JSON upload
+  int64_t upload_max_columns = 2048;        // CSV header fields, JSON keys, Parquet schema
+  int64_t upload_max_line_bytes = 8 << 20;  // one CSV record or JSON line (so one field)
+  int64_t upload_max_parquet_footer_bytes = 16 << 20;
+  int64_t upload_max_parquet_row_groups = 100000;
+  // The engine of loads and models (uploads, sources, models): its own memory, threads, temp dir.
+  std::string loads_memory_limit = "2GB";
+  int loads_threads = 1;
+  int64_t loads_query_timeout_ms = 600000;  // each query of an upload, source load or model
+  // Uploads, exports and ad-hoc SQL: at most `concurrency` run, `queue` wait; beyond: 503.
+  int expensive_concurrency = 2;
+  int expensive_queue = 16;            // >= 1
+  int64_t export_max_rows = 10000000;  // ?format=parquet
+  int64_t export_max_bytes = int64_t{1} << 30;
+  // After SIGTERM and server.shutdown_grace_ms, running queries and jobs are interrupted; the
+  // process exits at the latest this long after the grace period.
+  int64_t shutdown_hard_ms = 5000;
+};
+
 struct Config {
   std::string name = "lakeloop";
   std::string log_level = "info";
   ServerConfig server;
   SqlConfig sql;
   LakeConfig lake;
+  LimitsConfig limits;
 };
 
 // Reads <project>/lakeloop.yaml if present; defaults otherwise. Errors name file, line and key.

@@ -39,5 +39,26 @@ TEST(ConfigTest, WrongTypeAndSyntaxErrors) {
   EXPECT_FALSE(ParseConfig("server:\n  io_threads: 0\n", "f").ok());
 }
 
+TEST(ConfigTest, LimitsSection) {
+  auto d = ParseConfig("", "f");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->limits.upload_max_json_depth, 64);
+  EXPECT_EQ(d->limits.upload_max_columns, 2048);
+  EXPECT_EQ(d->limits.shutdown_hard_ms, 5000);
+  auto c = ParseConfig(
+      "limits:\n  upload_max_json_depth: 10\n  export_max_rows: 5\n  loads_memory_limit: 512MB\n"
+      "  expensive_concurrency: 3\n",
+      "f");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->limits.upload_max_json_depth, 10);
+  EXPECT_EQ(c->limits.export_max_rows, 5);
+  EXPECT_EQ(c->limits.loads_memory_limit, "512MB");
+  EXPECT_EQ(c->limits.expensive_concurrency, 3);
+  EXPECT_FALSE(ParseConfig("limits:\n  upload_max_columns: 0\n", "f").ok());
+  auto bad = ParseConfig("limits:\n  max_depth: 3\n", "f");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("limits.max_depth"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace lakeloop

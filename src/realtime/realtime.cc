@@ -104,6 +104,10 @@ Result<std::unique_ptr<Realtime>> Realtime::Open(catalog::Store* catalog, lake::
   eo.scratch_dir = r->options_.scratch / "engine";
   eo.threads = r->options_.sql_threads;
   eo.memory_limit = r->options_.memory_limit;
+  eo.max_query_ms = r->options_.query_timeout_ms;
+  eo.timeout_key = "limits.loads_query_timeout_ms";
+  eo.name = "archive";
+  eo.interrupt_group = r->options_.interrupt_group;
   ASSIGN_OR_RETURN(r->loader_, sql::Engine::Open(eo));
   stream::ArchiverOptions ao;
   ao.spool_dir = r->options_.scratch / "archive-spool";

@@ -32,6 +32,10 @@ struct RealtimeOptions {
   // leaves them off.
   bool background = true;
   int64_t archive_interval_ms = 1000;
+  // The archiver's engine: every query's time limit (0: none) and the group the shutdown deadline
+  // interrupts (may be null).
+  int64_t query_timeout_ms = 0;
+  std::shared_ptr<sql::InterruptGroup> interrupt_group;
 };
 
 struct ProjectFiles {

@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
+#include <fstream>
 
+#include "core/ids.h"
 #include "core/json.h"
 
 namespace lakeloop::sql {
@@ -84,11 +86,13 @@ Result<lake::Snapshot> LoadFile(Engine& loader, lake::Lake& lake, const LoadRequ
   std::string what;
   switch (req.format) {
     case FileFormat::kCsv:
-      reader = "read_csv(" + src + ", header = true, auto_detect = true)";
+      reader = "read_csv(" + src + ", header = true, auto_detect = true, max_line_size = " +
+               std::to_string(std::max<int64_t>(req.max_line_bytes + 2, 2 << 20)) + ")";
       what = "CSV";
       break;
     case FileFormat::kJson:
-      reader = "read_json(" + src + ", format = 'auto')";
+      reader = "read_json(" + src + ", format = 'auto', maximum_object_size = " +
+               std::to_string(std::max<int64_t>(req.max_line_bytes + 2, 16 << 20)) + ")";
       what = "JSON";
       break;
     case FileFormat::kParquet:
@@ -104,8 +108,15 @@ Result<lake::Snapshot> LoadFile(Engine& loader, lake::Lake& lake, const LoadRequ
   };
   const std::string name = "data_0.parquet";
   std::string out = QuoteLiteral((staging.local_dir / name).string());
-  Status copied = loader.Exec("COPY (SELECT * FROM " + reader + ") TO " + out +
-                              " (FORMAT parquet, COMPRESSION zstd)");
+  ExecOptions exec;
+  exec.cancelled = req.cancelled;
+  Status copied = loader.Exec(
+      "COPY (SELECT * FROM " + reader + ") TO " + out + " (FORMAT parquet, COMPRESSION zstd)",
+      exec);
+  if (copied.code() == Code::kDeadlineExceeded || copied.code() == Code::kCancelled ||
+      copied.code() == Code::kUnavailable || copied.code() == Code::kResourceExhausted) {
+    return fail(copied);
+  }
   if (!copied.ok()) {
     return fail(InvalidArgument("could not read the " + what + " data: " + copied.message()));
   }
@@ -115,7 +126,8 @@ Result<lake::Snapshot> LoadFile(Engine& loader, lake::Lake& lake, const LoadRequ
   QueryRequest count;
   count.sql =
       "SELECT CAST(COALESCE(SUM(num_rows), 0) AS BIGINT) FROM parquet_file_metadata(" + out + ")";
-  count.timeout_ms = 0;
+  count.timeout_ms = 0;  // the loader's cap applies
+  count.cancelled = req.cancelled;
   auto reply = loader.Run(count);
   if (!reply.ok()) return fail(reply.status());
   auto parsed = ParseJsonObject(reply->body);
@@ -132,6 +144,40 @@ Result<lake::Snapshot> LoadFile(Engine& loader, lake::Lake& lake, const LoadRequ
   auto snap = lake.Commit(commit);
   if (!snap.ok()) return fail(snap.status());
   return snap;
+}
+
+}  // namespace lakeloop::sql
+
+namespace lakeloop::sql {
+
+Result<lake::Snapshot> LoadUpload(Engine& loader, lake::Lake& lake, LoadRequest request,
+                                  std::string_view data, const UploadLimits& limits,
+                                  const std::filesystem::path& scratch_dir) {
+  if (data.empty()) return InvalidArgument("the request body (the data to commit) is empty");
+  switch (request.format) {
+    case FileFormat::kCsv:
+      RETURN_IF_ERROR(CheckCsvUpload(data, limits));
+      break;
+    case FileFormat::kJson:
+      RETURN_IF_ERROR(CheckJsonUpload(data, limits));
+      break;
+    case FileFormat::kParquet:
+      RETURN_IF_ERROR(CheckParquetUpload(data, limits));
+      break;
+  }
+  static constexpr const char* kExt[] = {"csv", "json", "parquet"};
+  ScratchFile upload;
+  upload.path =
+      scratch_dir / ("upload-" + NewUuid() + "." + kExt[static_cast<int>(request.format)]);
+  {
+    std::ofstream out(upload.path, std::ios::binary);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    out.close();
+    if (!out) return IoError("could not write the upload to " + upload.path.string());
+  }
+  request.file = upload.path;
+  request.max_line_bytes = limits.max_line_bytes;
+  return LoadFile(loader, lake, request);
 }
 
 }  // namespace lakeloop::sql

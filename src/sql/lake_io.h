@@ -10,6 +10,7 @@
 
 #include "lake/lake.h"
 #include "sql/sql.h"
+#include "sql/upload_limits.h"
 
 namespace lakeloop::sql {
 
@@ -43,11 +44,23 @@ struct LoadRequest {
   FileFormat format = FileFormat::kCsv;
   lake::WriteMode mode = lake::WriteMode::kAppend;
   std::optional<int64_t> expected_version;
+  // Interrupts the load when set (the client went away); each query also has the loader
+  // engine's time limit (EngineOptions::max_query_ms).
+  std::shared_ptr<std::atomic<bool>> cancelled;
+  // Longest CSV record / JSON line DuckDB accepts (read_csv max_line_size).
+  int64_t max_line_bytes = 8 << 20;
 };
 
 // Reads `file` with `loader` (an unsandboxed engine), writes it as Parquet into a staging folder
 // and commits it. A file that does not parse gives kInvalidArgument naming the format and DuckDB's
 // reason; nothing is committed on any error.
 Result<lake::Snapshot> LoadFile(Engine& loader, lake::Lake& lake, const LoadRequest& request);
+
+// The upload path of a table commit: checks `data` against `limits` before DuckDB sees it
+// (kPayloadTooLarge naming the limit), writes it to a file in `scratch_dir`, LoadFile's it, and
+// removes the file on every path. `request.file` is ignored.
+Result<lake::Snapshot> LoadUpload(Engine& loader, lake::Lake& lake, LoadRequest request,
+                                  std::string_view data, const UploadLimits& limits,
+                                  const std::filesystem::path& scratch_dir);
 
 }  // namespace lakeloop::sql

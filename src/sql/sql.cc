@@ -154,14 +154,17 @@ Status NotAllowed(duckdb_statement_type t) { return NotAllowedName(StatementType
 class FileGuard {
  public:
   explicit FileGuard(std::filesystem::path path) : path_(std::move(path)) {}
+  // The file itself now belongs to someone else (its temporary sibling is still removed).
+  void Release() { keep_ = true; }
   ~FileGuard() {
     std::error_code ec;
-    std::filesystem::remove(path_, ec);
+    if (!keep_) std::filesystem::remove(path_, ec);
     std::filesystem::remove(path_.parent_path() / ("tmp_" + path_.filename().string()), ec);
   }
 
  private:
   std::filesystem::path path_;
+  bool keep_ = false;
 };
 
 }  // namespace
@@ -190,9 +193,43 @@ std::string QuoteLiteral(std::string_view text) {
   return out;
 }
 
+void InterruptGroup::InterruptAll() {
+  interrupted_.store(true, std::memory_order_release);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, m] : members_) m.interrupt();
+}
+
+std::vector<std::string> InterruptGroup::Running() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (auto& [id, m] : members_) {
+    for (auto& q : m.running()) out.push_back(std::move(q));
+  }
+  return out;
+}
+
+int64_t InterruptGroup::Join(Member member) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t id = next_id_++;
+  if (interrupted()) member.interrupt();
+  members_.emplace_back(id, std::move(member));
+  return id;
+}
+
+void InterruptGroup::Leave(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::erase_if(members_, [id](const auto& m) { return m.first == id; });
+}
+
+ScratchFile::~ScratchFile() {
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+}
+
 class Engine::Impl {
  public:
   ~Impl() {
+    if (group_ != nullptr) group_->Leave(group_id_);
     for (duckdb_connection c : idle_) duckdb_disconnect(&c);
     if (db_ != nullptr) duckdb_close(&db_);
   }
@@ -201,8 +238,15 @@ class Engine::Impl {
   Result<QueryReply> Run(const QueryRequest& request);
   int64_t OldestStart() { return watchdog_.OldestStart(NowMicros()); }
   Result<std::string> StatementType(std::string_view sql);
-  Status Exec(std::string_view sql);
-  Result<int64_t> ExecWithParams(std::string_view sql, const std::vector<NamedParam>& params);
+  Status Exec(std::string_view sql, const ExecOptions& options);
+  Result<int64_t> ExecWithParams(std::string_view sql, const std::vector<NamedParam>& params,
+                                 const ExecOptions& options);
+  void InterruptAll() { watchdog_.InterruptAll(); }
+  std::vector<std::string> Running() { return watchdog_.Running(); }
+  void JoinGroup(std::shared_ptr<InterruptGroup> group, InterruptGroup::Member member) {
+    group_ = std::move(group);
+    group_id_ = group_->Join(std::move(member));
+  }
   Result<std::vector<Column>> Describe(std::string_view sql);
   Status ReplaceView(const std::string& schema, const std::string& name,
                      const std::vector<std::string>& files, const std::vector<Column>& columns,
@@ -277,9 +321,57 @@ class Engine::Impl {
     return columns;
   }
 
-  Result<QueryReply> RunOn(duckdb_connection c, const QueryRequest& request);
+  // The deadline a query gets: the request's, capped by the engine's max_query_ms.
+  int64_t TimeoutFor(int64_t requested) const {
+    const int64_t cap = options_.max_query_ms;
+    if (requested <= 0) return cap > 0 ? cap : 0;
+    return cap > 0 ? std::min(requested, cap) : requested;
+  }
+
+  // Registers a query with the watchdog (kUnavailable once InterruptAll ran).
+  Status Watch(Watchdog::Ticket* ticket, duckdb_connection c, int64_t timeout_ms,
+               std::shared_ptr<std::atomic<bool>> cancelled, std::string_view sql) {
+    ticket->connection = c;
+    if (timeout_ms > 0) {
+      ticket->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    }
+    ticket->cancelled = std::move(cancelled);
+    ticket->what = options_.name + ": " + std::string(sql.substr(0, 120));
+    if (!watchdog_.Add(ticket)) {
+      return Unavailable("the server is shutting down; no new queries are started");
+    }
+    return Status::Ok();
+  }
+
+  // Unregisters; a query the watchdog fired on fails with the reason, and its connection is
+  // closed rather than pooled.
+  Status Unwatch(Watchdog::Ticket* ticket, Lease* lease, Status result, int64_t timeout_ms) {
+    watchdog_.Remove(ticket);
+    if (ticket->fired == Watchdog::Fired::kNone) return result;
+    lease->Discard();
+    if (result.ok()) return result;
+    switch (ticket->fired) {
+      case Watchdog::Fired::kCancelled:
+        return Status(Code::kCancelled, "query cancelled: the client went away");
+      case Watchdog::Fired::kShutdown:
+        return Unavailable("query interrupted: the server is shutting down");
+      case Watchdog::Fired::kTooLarge:
+        return Status(Code::kPayloadTooLarge,
+                      "the Parquet export grew past " + std::to_string(ticket->max_file_bytes) +
+                          " bytes; the limit is " + std::to_string(ticket->max_file_bytes) +
+                          " (limits.export_max_bytes in lakeloop.yaml)");
+      default: {
+        std::string m = "query exceeded its time limit of " + std::to_string(timeout_ms) + " ms";
+        if (!options_.timeout_key.empty()) m += " (" + options_.timeout_key + ")";
+        return Status(Code::kDeadlineExceeded, m);
+      }
+    }
+  }
+
+  Result<QueryReply> RunOn(duckdb_connection c, const QueryRequest& request,
+                           Watchdog::Ticket* ticket);
   Result<QueryReply> ExportParquet(duckdb_connection c, const QueryRequest& request,
-                                   std::vector<Column> columns);
+                                   std::vector<Column> columns, Watchdog::Ticket* ticket);
   Status CheckExplained(duckdb_connection c, std::string_view sql);
 
   EngineOptions options_;
@@ -290,6 +382,8 @@ class Engine::Impl {
   std::vector<duckdb_connection> idle_;
   std::mutex ddl_mu_;  // view DDL is serialised: concurrent CREATE OR REPLACE would conflict
   Watchdog watchdog_;
+  std::shared_ptr<InterruptGroup> group_;
+  int64_t group_id_ = -1;
 };
 
 Status Engine::Impl::Open(const EngineOptions& options) {
@@ -402,29 +496,24 @@ Result<QueryReply> Engine::Impl::Run(const QueryRequest& request) {
   Lease lease(this);
   if (lease.get() == nullptr) return Unavailable("cannot connect to DuckDB");
   Watchdog::Ticket ticket;
-  ticket.connection = lease.get();
-  if (request.timeout_ms > 0) {
-    ticket.deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(request.timeout_ms);
+  const int64_t timeout_ms = TimeoutFor(request.timeout_ms);
+  if (request.format == Format::kParquet && request.max_bytes > 0 && !scratch_.empty()) {
+    // The export's file, watched so a result growing past the cap is interrupted early.
+    ticket.watch_file = scratch_ / ("export-" + NewUuid() + ".parquet");
+    ticket.max_file_bytes = request.max_bytes;
   }
-  ticket.cancelled = request.cancelled;
-  watchdog_.Add(&ticket);
-  Result<QueryReply> reply = RunOn(lease.get(), request);
-  watchdog_.Remove(&ticket);
-  if (ticket.fired != Watchdog::Fired::kNone) {
-    lease.Discard();
-    if (!reply.ok()) {
-      if (ticket.fired == Watchdog::Fired::kCancelled) {
-        return Status(Code::kCancelled, "query cancelled: the client went away");
-      }
-      return Status(Code::kDeadlineExceeded, "query exceeded its time limit of " +
-                                                 std::to_string(request.timeout_ms) + " ms");
-    }
-  }
+  RETURN_IF_ERROR(Watch(&ticket, lease.get(), timeout_ms, request.cancelled, request.sql));
+  Result<QueryReply> reply = [&]() -> Result<QueryReply> {
+    ASSIGN_OR_RETURN(QueryReply r, RunOn(lease.get(), request, &ticket));
+    return r;
+  }();
+  Status s = Unwatch(&ticket, &lease, reply.status(), timeout_ms);
+  if (!s.ok()) return s;
   return reply;
 }
 
-Result<QueryReply> Engine::Impl::RunOn(duckdb_connection c, const QueryRequest& request) {
+Result<QueryReply> Engine::Impl::RunOn(duckdb_connection c, const QueryRequest& request,
+                                       Watchdog::Ticket* ticket) {
   Extracted extracted;
   RETURN_IF_ERROR(ExtractOne(c, request.sql, &extracted));
   // Refuse by the leading keyword before DuckDB binds anything (binding can have side effects).
@@ -447,7 +536,7 @@ Result<QueryReply> Engine::Impl::RunOn(duckdb_connection c, const QueryRequest& 
     columns = ColumnsOf(prepared.get(), &codecs);
     if (request.format == Format::kParquet) {
       if (explain) return InvalidArgument("Parquet export needs a SELECT statement");
-      return ExportParquet(c, request, std::move(columns));
+      return ExportParquet(c, request, std::move(columns), ticket);
     }
   } else {
     // The C API materialises whole results unless one uses its deprecated streaming calls, so a
@@ -539,15 +628,26 @@ Result<QueryReply> Engine::Impl::RunOn(duckdb_connection c, const QueryRequest& 
 }
 
 Result<QueryReply> Engine::Impl::ExportParquet(duckdb_connection c, const QueryRequest& request,
-                                               std::vector<Column> columns) {
+                                               std::vector<Column> columns,
+                                               Watchdog::Ticket* ticket) {
   if (scratch_.empty()) return InvalidArgument("Parquet export needs a scratch_dir");
-  const std::filesystem::path path = scratch_ / ("export-" + NewUuid() + ".parquet");
+  const std::filesystem::path path = ticket->watch_file.empty()
+                                         ? scratch_ / ("export-" + NewUuid() + ".parquet")
+                                         : ticket->watch_file;
+  auto file = std::make_shared<ScratchFile>();
+  file->path = path;
   FileGuard guard(path);
   // The user text was prepared above as exactly one SELECT, so its quotes, comments and
   // parentheses are balanced; the newlines end any trailing line comment. The wrapped text must
-  // still be exactly one COPY, else nothing runs.
+  // still be exactly one COPY, else nothing runs. With a row cap, one row past it is enough to
+  // know the result is over it.
   std::string copy = "COPY (\n";
+  if (request.max_rows > 0) copy.append("SELECT * FROM (\n");
   copy.append(internal::StripTrailing(request.sql));
+  if (request.max_rows > 0) {
+    copy.append("\n) LIMIT ");
+    copy.append(std::to_string(std::min(request.max_rows, kUnboundedLimit) + 1));
+  }
   copy.append("\n) TO ");
   copy.append(QuoteLiteral(path.string()));
   copy.append(" (FORMAT parquet)");
@@ -561,7 +661,27 @@ Result<QueryReply> Engine::Impl::ExportParquet(duckdb_connection c, const QueryR
   }
   QueryReply reply;
   reply.row_count = static_cast<int64_t>(duckdb_rows_changed(result.get()));
-  ASSIGN_OR_RETURN(reply.body, ReadFile(path));
+  if (request.max_rows > 0 && reply.row_count > request.max_rows) {
+    return Status(Code::kPayloadTooLarge,
+                  "the Parquet export has more than " + std::to_string(request.max_rows) +
+                      " rows; the limit is " + std::to_string(request.max_rows) +
+                      " (limits.export_max_rows in lakeloop.yaml); add a LIMIT or a filter");
+  }
+  std::error_code ec;
+  reply.file_bytes = static_cast<int64_t>(std::filesystem::file_size(path, ec));
+  if (ec) return IoError("export file " + path.string() + ": " + ec.message());
+  if (request.max_bytes > 0 && reply.file_bytes > request.max_bytes) {
+    return Status(Code::kPayloadTooLarge,
+                  "the Parquet export is " + std::to_string(reply.file_bytes) +
+                      " bytes; the limit is " + std::to_string(request.max_bytes) +
+                      " (limits.export_max_bytes in lakeloop.yaml); add a LIMIT or a filter");
+  }
+  if (request.parquet_to_file) {
+    guard.Release();
+    reply.file = std::move(file);  // the caller streams it; removed with the last reference
+  } else {
+    ASSIGN_OR_RETURN(reply.body, ReadFile(path));
+  }
   reply.content_type = "application/vnd.apache.parquet";
   reply.columns = std::move(columns);
   return reply;
@@ -583,14 +703,19 @@ Result<std::string> Engine::Impl::StatementType(std::string_view sql) {
   return std::string(StatementTypeName(duckdb_prepared_statement_type(prepared.get())));
 }
 
-Status Engine::Impl::Exec(std::string_view sql) {
+Status Engine::Impl::Exec(std::string_view sql, const ExecOptions& options) {
   Lease lease(this);
   if (lease.get() == nullptr) return Unavailable("cannot connect to DuckDB");
-  return Query(lease.get(), std::string(sql));
+  Watchdog::Ticket ticket;
+  const int64_t timeout_ms = TimeoutFor(options.timeout_ms);
+  RETURN_IF_ERROR(Watch(&ticket, lease.get(), timeout_ms, options.cancelled, sql));
+  Status s = Query(lease.get(), std::string(sql));
+  return Unwatch(&ticket, &lease, s, timeout_ms);
 }
 
 Result<int64_t> Engine::Impl::ExecWithParams(std::string_view sql,
-                                             const std::vector<NamedParam>& params) {
+                                             const std::vector<NamedParam>& params,
+                                             const ExecOptions& options) {
   RETURN_IF_ERROR(CheckUserText(sql));
   Lease lease(this);
   if (lease.get() == nullptr) return Unavailable("cannot connect to DuckDB");
@@ -610,10 +735,15 @@ Result<int64_t> Engine::Impl::ExecWithParams(std::string_view sql,
     }
     if (bound == DuckDBError) return InvalidArgument("cannot bind parameter $" + p.name);
   }
+  Watchdog::Ticket ticket;
+  const int64_t timeout_ms = TimeoutFor(options.timeout_ms);
+  RETURN_IF_ERROR(Watch(&ticket, lease.get(), timeout_ms, options.cancelled, sql));
   QueryResult result;
+  Status s;
   if (duckdb_execute_prepared(prepared.get(), result.out()) == DuckDBError) {
-    return ResultError(result.get());
+    s = ResultError(result.get());
   }
+  RETURN_IF_ERROR(Unwatch(&ticket, &lease, s, timeout_ms));
   return static_cast<int64_t>(duckdb_rows_changed(result.get()));
 }
 
@@ -629,8 +759,14 @@ Result<std::vector<Column>> Engine::Impl::Describe(std::string_view sql) {
                   "only a query can be described; got " +
                       std::string(internal::StatementTypeForKeyword(keyword)));
   }
-  ASSIGN_OR_RETURN(Prepared prepared, PrepareExtracted(lease.get(), extracted));
-  return ColumnsOf(prepared.get(), nullptr);
+  // Binding can be slow too (a file's schema is read); it is registered so the shutdown
+  // deadline sees and interrupts it like any query.
+  Watchdog::Ticket ticket;
+  const int64_t timeout_ms = TimeoutFor(0);
+  RETURN_IF_ERROR(Watch(&ticket, lease.get(), timeout_ms, nullptr, sql));
+  Result<Prepared> prepared = PrepareExtracted(lease.get(), extracted);
+  RETURN_IF_ERROR(Unwatch(&ticket, &lease, prepared.status(), timeout_ms));
+  return ColumnsOf(prepared->get(), nullptr);
 }
 
 Status Engine::Impl::ReplaceView(const std::string& schema, const std::string& name,
@@ -697,6 +833,11 @@ Engine::~Engine() = default;
 Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   auto impl = std::make_unique<Impl>();
   RETURN_IF_ERROR(impl->Open(options));
+  if (options.interrupt_group != nullptr) {
+    Impl* raw = impl.get();
+    impl->JoinGroup(options.interrupt_group,
+                    {[raw] { raw->InterruptAll(); }, [raw] { return raw->Running(); }});
+  }
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
@@ -704,11 +845,19 @@ Result<QueryReply> Engine::Run(const QueryRequest& request) { return impl_->Run(
 Result<std::string> Engine::StatementType(std::string_view sql) {
   return impl_->StatementType(sql);
 }
-Status Engine::Exec(std::string_view sql) { return impl_->Exec(sql); }
+Status Engine::Exec(std::string_view sql) { return impl_->Exec(sql, {}); }
+Status Engine::Exec(std::string_view sql, const ExecOptions& options) {
+  return impl_->Exec(sql, options);
+}
 Result<int64_t> Engine::ExecWithParams(std::string_view sql,
                                        const std::vector<NamedParam>& params) {
-  return impl_->ExecWithParams(sql, params);
+  return impl_->ExecWithParams(sql, params, {});
 }
+Result<int64_t> Engine::ExecWithParams(std::string_view sql, const std::vector<NamedParam>& params,
+                                       const ExecOptions& options) {
+  return impl_->ExecWithParams(sql, params, options);
+}
+void Engine::InterruptAll() { impl_->InterruptAll(); }
 Result<std::vector<Column>> Engine::Describe(std::string_view sql) { return impl_->Describe(sql); }
 Status Engine::ReplaceView(const std::string& schema, const std::string& name,
                            const std::vector<std::string>& files,

@@ -7,7 +7,9 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -25,6 +27,31 @@ struct Column {
   bool operator==(const Column&) const = default;
 };
 
+// Interrupts every running query of every engine opened with it, and refuses new ones
+// (kUnavailable): the shutdown deadline. Thread-safe; engines join on Open and leave when
+// destroyed, so the group may outlive them.
+class InterruptGroup {
+ public:
+  void InterruptAll();
+  bool interrupted() const { return interrupted_.load(std::memory_order_acquire); }
+  // Descriptions of the queries running now, for the shutdown log.
+  std::vector<std::string> Running();
+
+  // Used by Engine.
+  struct Member {
+    std::function<void()> interrupt;
+    std::function<std::vector<std::string>()> running;
+  };
+  int64_t Join(Member member);
+  void Leave(int64_t id);
+
+ private:
+  std::atomic<bool> interrupted_{false};
+  std::mutex mu_;
+  int64_t next_id_ = 0;
+  std::vector<std::pair<int64_t, Member>> members_;
+};
+
 struct EngineOptions {
   // true: the user-facing engine (file access only below lake_root and scratch_dir, configuration
   // locked). false: the internal engine for our own trusted SQL (ingest, conversions).
@@ -33,6 +60,12 @@ struct EngineOptions {
   std::filesystem::path scratch_dir;  // spill files and Parquet exports; created if missing
   int threads = 2;
   std::string memory_limit = "2GB";
+  // Cap on every query of this engine (Run, Exec, ExecWithParams), also those that ask for no
+  // deadline (timeout_ms <= 0); 0: none. Past it: kDeadlineExceeded naming `timeout_key`.
+  int64_t max_query_ms = 0;
+  std::string timeout_key;                          // the config key of the cap, for error messages
+  std::string name = "sql";                         // for logs ("loads", "adhoc", ...)
+  std::shared_ptr<InterruptGroup> interrupt_group;  // optional
 };
 
 enum class Format { kJson, kCsv, kParquet };
@@ -44,6 +77,24 @@ struct QueryRequest {
   int64_t timeout_ms = 30000;  // <= 0: no deadline. Past it: Code::kDeadlineExceeded
   // Set by the HTTP layer when the client goes away: the query is interrupted, Code::kCancelled.
   std::shared_ptr<std::atomic<bool>> cancelled;
+  // Parquet export caps: more rows, or a file growing past max_bytes, fail with
+  // kPayloadTooLarge naming the limit key; 0: none.
+  int64_t max_rows = 0;
+  int64_t max_bytes = 0;
+  // Parquet: leave the result in a scratch file (QueryReply::file) instead of the body.
+  bool parquet_to_file = false;
+};
+
+// A scratch file removed when the last reference goes.
+struct ScratchFile {
+  std::filesystem::path path;
+  ~ScratchFile();
+};
+
+// Per-call options of the trusted path.
+struct ExecOptions {
+  int64_t timeout_ms = 0;  // <= 0: the engine's cap only
+  std::shared_ptr<std::atomic<bool>> cancelled;
 };
 
 struct QueryReply {
@@ -54,6 +105,9 @@ struct QueryReply {
   int64_t row_count = 0;   // rows in body
   bool truncated = false;  // more rows existed than `limit`
   std::vector<Column> columns;
+  // Parquet with parquet_to_file: the file (body empty); removed when the last copy goes.
+  std::shared_ptr<ScratchFile> file;
+  int64_t file_bytes = 0;
 };
 
 // A TIMESTAMP value for a named parameter: UTC microseconds since the Unix epoch.
@@ -96,11 +150,18 @@ class Engine {
 
   // Trusted path (our own generated SQL, never user input): one or more statements.
   Status Exec(std::string_view sql);
+  Status Exec(std::string_view sql, const ExecOptions& options);
   // Trusted path with named parameters: exactly one statement (else kStatementNotAllowed),
   // prepared, each `$name` it uses bound from `params` (BIGINT, VARCHAR or TIMESTAMP; names it
   // does not use are ignored; one it uses but is not given fails as kSqlError), then run. Returns
   // DuckDB's changed-row count (for COPY ... TO: the rows written).
   Result<int64_t> ExecWithParams(std::string_view sql, const std::vector<NamedParam>& params);
+  Result<int64_t> ExecWithParams(std::string_view sql, const std::vector<NamedParam>& params,
+                                 const ExecOptions& options);
+
+  // Interrupts every running query of this engine (they fail with kUnavailable) and refuses new
+  // ones. For shutdown; irreversible.
+  void InterruptAll();
 
   // Result columns of one query (must start like a SELECT) without running it.
   Result<std::vector<Column>> Describe(std::string_view sql);

@@ -362,6 +362,110 @@ TEST_F(SqlTest, ParquetExportLeavesNoFilesOnErrors) {
   EXPECT_EQ(ScratchFiles(), 0u);
 }
 
+TEST_F(SqlTest, ParquetExportCaps) {
+  QueryRequest q;
+  q.format = Format::kParquet;
+  q.timeout_ms = 20000;
+  q.max_rows = 100;
+  q.sql = "SELECT range AS id FROM range(1000)";
+  auto reply = engine_->Run(q);
+  EXPECT_EQ(reply.status().code(), Code::kPayloadTooLarge);
+  EXPECT_THAT(reply.status().message(), HasSubstr("limits.export_max_rows"));
+  q.sql = "SELECT range AS id FROM range(100)";
+  reply = engine_->Run(q);
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ(reply->row_count, 100);
+  // Bytes: a result whose file grows past the cap is interrupted (or refused at the end).
+  q.max_rows = 0;
+  q.max_bytes = 100000;
+  q.sql = "SELECT range AS id, md5(range::VARCHAR) AS h FROM range(2000000)";
+  reply = engine_->Run(q);
+  EXPECT_EQ(reply.status().code(), Code::kPayloadTooLarge);
+  EXPECT_THAT(reply.status().message(), HasSubstr("limits.export_max_bytes"));
+  EXPECT_EQ(ScratchFiles(), 0u);
+  EXPECT_EQ(Scalar("SELECT 41 + 1"), "42");
+  // parquet_to_file: the reply names a file, removed with the last reference.
+  q.max_bytes = 0;
+  q.parquet_to_file = true;
+  q.sql = "SELECT range AS id FROM range(10)";
+  reply = engine_->Run(q);
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  ASSERT_NE(reply->file, nullptr);
+  EXPECT_TRUE(reply->body.empty());
+  EXPECT_TRUE(fs::exists(reply->file->path));
+  EXPECT_EQ(reply->file_bytes, static_cast<int64_t>(fs::file_size(reply->file->path)));
+  EXPECT_EQ(
+      Scalar("SELECT count(*) FROM read_parquet(" + QuoteLiteral(reply->file->path.string()) + ")"),
+      "10");
+  fs::path path = reply->file->path;
+  reply = Status(Code::kInternal, "drop");
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST_F(SqlTest, EngineTimeLimitCapsEveryQuery) {
+  EngineOptions o;
+  o.sandboxed = false;
+  o.scratch_dir = root_ / "capped";
+  o.max_query_ms = 200;
+  o.timeout_key = "limits.loads_query_timeout_ms";
+  auto engine = Engine::Open(o);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  const std::string slow =
+      "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range + b.range = 7";
+  // The trusted path, which asks for no deadline, gets the engine's.
+  Status s = (*engine)->Exec("CREATE TABLE x AS " + slow);
+  EXPECT_EQ(s.code(), Code::kDeadlineExceeded) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("limits.loads_query_timeout_ms"));
+  EXPECT_EQ((*engine)->ExecWithParams("CREATE TABLE y AS " + slow, {}).status().code(),
+            Code::kDeadlineExceeded);
+  QueryRequest q;
+  q.sql = slow;
+  q.timeout_ms = 0;
+  EXPECT_EQ((*engine)->Run(q).status().code(), Code::kDeadlineExceeded);
+  // Nothing was created; the engine still works.
+  EXPECT_TRUE((*engine)->Exec("CREATE TABLE z AS SELECT 1 AS v").ok());
+  EXPECT_FALSE((*engine)->Exec("SELECT * FROM x").ok());
+  // A cancel flag interrupts the trusted path too.
+  ExecOptions eo;
+  eo.cancelled = std::make_shared<std::atomic<bool>>(true);
+  EXPECT_EQ((*engine)->Exec("CREATE TABLE w AS " + slow, eo).code(), Code::kCancelled);
+}
+
+TEST_F(SqlTest, InterruptGroupStopsRunningQueriesAndRefusesNewOnes) {
+  auto group = std::make_shared<InterruptGroup>();
+  EngineOptions o;
+  o.sandboxed = false;
+  o.scratch_dir = root_ / "grouped";
+  o.interrupt_group = group;
+  o.name = "loads";
+  auto engine = Engine::Open(o);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  Status result;
+  std::thread runner([&] {
+    result = (*engine)->Exec(
+        "CREATE TABLE x AS SELECT count(*) FROM range(1000000) a, range(1000000) b "
+        "WHERE a.range + b.range = 7");
+  });
+  // Wait (bounded) until the query is registered as running.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (group->Running().empty() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(group->Running().size(), 1u);
+  EXPECT_THAT(group->Running()[0], HasSubstr("loads: CREATE TABLE x"));
+  group->InterruptAll();
+  runner.join();
+  EXPECT_EQ(result.code(), Code::kUnavailable) << result.ToString();
+  EXPECT_EQ((*engine)->Exec("SELECT 1").code(), Code::kUnavailable);
+  // An engine opened after the group was interrupted refuses queries at once.
+  o.scratch_dir = root_ / "late";
+  auto late = Engine::Open(o);
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ((*late)->Exec("SELECT 1").code(), Code::kUnavailable);
+  // Other engines are not affected.
+  EXPECT_EQ(Scalar("SELECT 41 + 1"), "42");
+}
+
 TEST_F(SqlTest, Views) {
   const std::vector<Column> columns = {{"id", "BIGINT"}, {"name", "VARCHAR"}};
   ASSERT_TRUE(engine_->ReplaceView("lake", "t", {(lake_ / "t/a.parquet").string()}, columns).ok());

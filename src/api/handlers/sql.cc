@@ -66,9 +66,19 @@ Result<Response> RunSql(Services* s, const Request& req) {
       return PermissionDenied("a reader token may run SELECT and EXPLAIN only; got " + type);
     }
   }
+  if (q.format == sql::Format::kParquet) {
+    q.max_rows = s->config->limits.export_max_rows;
+    q.max_bytes = s->config->limits.export_max_bytes;
+    q.parquet_to_file = true;
+  }
   ASSIGN_OR_RETURN(sql::QueryReply reply, s->engine->Run(q));
   Response r;
   r.body = std::move(reply.body);
+  if (reply.file != nullptr) {
+    // Streamed from the scratch file, which goes when the response is written.
+    r.body_file = reply.file->path;
+    r.body_file_owner = reply.file;
+  }
   r.content_type = reply.content_type;
   r.headers.push_back({"X-Lakeloop-Row-Count", std::to_string(reply.row_count)});
   r.headers.push_back({"X-Lakeloop-Truncated", reply.truncated ? "true" : "false"});
@@ -100,10 +110,37 @@ Status AddSqlRoutes(Router& router, Services* s) {
       R"("columns":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"},)"
       R"("type":{"type":"string"}}}},"rows":{"type":"array","items":{"type":"array","items":{}}},)"
       R"("row_count":{"type":"integer"},"truncated":{"type":"boolean"}}})";
-  return router.AddSync(spec, [s](const Request& req) {
-    auto r = RunSql(s, req);
-    return r.ok() ? std::move(r).value() : Response::Error(r.status());
-  });
+  return router.Add(spec, Admitted(s, [s](const Request& req) {
+                      auto r = RunSql(s, req);
+                      return r.ok() ? std::move(r).value() : Response::Error(r.status());
+                    }));
+}
+
+Handler Admitted(Services* s, SyncHandler handler) {
+  return [s, handler = std::move(handler)](const Request& req, Responder respond) {
+    auto run = [handler, &req, respond] {
+      if (req.IsCancelled()) {
+        respond.SendError(Status(Code::kCancelled, "the client went away while queued"));
+        return;
+      }
+      Response r;
+      try {
+        r = handler(req);
+      } catch (const std::exception& e) {
+        r = Response::Error(Internal(std::string("handler threw: ") + e.what()));
+      }
+      respond.Send(std::move(r));
+    };
+    if (s->expensive == nullptr) return run();
+    // The Responder keeps the request alive until it is answered.
+    if (!s->expensive->Submit(run)) {
+      Response r = Response::Error(
+          Unavailable("too many uploads, exports and SQL queries at once; retry later (limits."
+                      "expensive_concurrency, limits.expensive_queue in lakeloop.yaml)"));
+      r.headers.push_back({"Retry-After", "1"});
+      respond.Send(std::move(r));
+    }
+  };
 }
 
 }  // namespace lakeloop::api

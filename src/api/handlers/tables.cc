@@ -1,6 +1,4 @@
 // Lake tables: list with snapshots, one table, and commits of uploaded files.
-#include <fstream>
-
 #include "api/handlers.h"
 #include "core/ids.h"
 #include "core/json.h"
@@ -126,14 +124,15 @@ Result<Response> GetTable(Services* s, const Request& req) {
   return Response::Json(std::move(out));
 }
 
-// Removes a file when it goes out of scope.
-struct TempFile {
-  std::filesystem::path path;
-  ~TempFile() {
-    std::error_code ec;
-    std::filesystem::remove(path, ec);
-  }
-};
+sql::UploadLimits UploadLimitsOf(const Config& c) {
+  sql::UploadLimits l;
+  l.max_json_depth = c.limits.upload_max_json_depth;
+  l.max_columns = c.limits.upload_max_columns;
+  l.max_line_bytes = c.limits.upload_max_line_bytes;
+  l.max_parquet_footer_bytes = c.limits.upload_max_parquet_footer_bytes;
+  l.max_parquet_row_groups = c.limits.upload_max_parquet_row_groups;
+  return l;
+}
 
 Result<Response> Commit(Services* s, const Request& req) {
   ASSIGN_OR_RETURN(lake::TableRef ref, RefFrom(req));
@@ -161,15 +160,10 @@ Result<Response> Commit(Services* s, const Request& req) {
       return InvalidArgument("expected_version must be a non-negative integer");
     }
   }
-  if (req.body.empty()) return InvalidArgument("the request body (the data to commit) is empty");
-  TempFile upload{s->scratch_dir / ("upload-" + NewUuid() + "." + format)};
-  {
-    std::ofstream out(upload.path, std::ios::binary);
-    out.write(req.body.data(), static_cast<std::streamsize>(req.body.size()));
-    if (!out) return IoError("could not write the upload to " + upload.path.string());
-  }
-  load.file = upload.path;
-  ASSIGN_OR_RETURN(lake::Snapshot snap, sql::LoadFile(*s->loader, *s->lake, load));
+  load.cancelled = req.cancelled;
+  ASSIGN_OR_RETURN(lake::Snapshot snap,
+                   sql::LoadUpload(*s->loader, *s->lake, load, req.body, UploadLimitsOf(*s->config),
+                                   s->scratch_dir));
   std::string out;
   JsonWriter w(&out);
   w.BeginObject().Key("table").String(ref.ToString()).Key("snapshot");
@@ -224,7 +218,7 @@ Status AddTableRoutes(Router& router, Services* s) {
   commit.response_schema =
       R"({"type":"object","properties":{"table":{"type":"string"},"snapshot":{"type":"object"},"columns":)" +
       std::string(kSchemaColumns) + "}}";
-  return router.AddSync(commit, Wrap(s, Commit));
+  return router.Add(commit, Admitted(s, Wrap(s, Commit)));
 }
 
 }  // namespace lakeloop::api

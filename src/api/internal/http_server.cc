@@ -25,6 +25,7 @@
 #include <boost/beast/http.hpp>
 #include <condition_variable>
 #include <exception>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -48,6 +49,7 @@ constexpr size_t kReadChunk = 16 << 10;
 // the watch stops (and with it disconnect detection for this request).
 constexpr size_t kMaxReadAhead = 256 << 10;
 constexpr auto kLingerTimeout = std::chrono::seconds(1);
+constexpr size_t kFileChunk = 256 << 10;  // Response::body_file is written this much at a time
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
@@ -164,6 +166,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void StartWatch();
   void OnWatch(beast::error_code ec, size_t n);
   void OnWrite(beast::error_code ec);
+  // Response::body_file: the next chunk, or the end of the response.
+  void WriteFileChunk();
+  void EndFile() {
+    file_.reset();
+    file_owner_.reset();
+  }
   // Answers a request that could not be read (400/413) and closes.
   void ReplyAndClose(const Status& status);
   void LingerClose();
@@ -190,6 +198,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   std::string head_;  // serialized status line and headers of the response being written
   std::string body_;  // input was left unread: drain before closing
   std::shared_ptr<std::atomic<bool>> cancelled_;
+  std::unique_ptr<std::ifstream> file_;  // Response::body_file being written
+  std::shared_ptr<const void> file_owner_;
+  uint64_t file_left_ = 0;
 };
 
 // A request in flight: the Responder's sink. Holds the session (to write the reply) and io_context
@@ -402,6 +413,22 @@ void HttpServer::Impl::Session::OnResponse(Response r) {
   if (closed_ || responded_) return;
   responded_ = true;
   if (peer_gone_ || server_->stopping_.load()) keep_alive_ = false;
+  uint64_t length = r.body.size();
+  if (!r.body_file.empty()) {
+    std::error_code fec;
+    const uint64_t size = std::filesystem::file_size(r.body_file, fec);
+    auto file = std::make_unique<std::ifstream>(r.body_file, std::ios::binary);
+    if (fec || !*file) {
+      r = Response::Error(IoError("cannot read the response file"));
+      length = r.body.size();
+    } else {
+      file_ = std::move(file);
+      file_owner_ = std::move(r.body_file_owner);
+      file_left_ = size;
+      length = size;
+      r.body.clear();
+    }
+  }
   unsigned status = r.status >= 100 && r.status <= 999 ? static_cast<unsigned>(r.status) : 500;
   std::string_view reason = http::obsolete_reason(static_cast<http::status>(status));
   head_.clear();
@@ -413,7 +440,7 @@ void HttpServer::Impl::Session::OnResponse(Response r) {
   head_ += SafeHeaderText(r.content_type) ? std::string_view(r.content_type)
                                           : std::string_view("application/octet-stream");
   head_ += "\r\nContent-Length: ";
-  head_ += std::to_string(r.body.size());
+  head_ += std::to_string(length);
   head_ += "\r\n";
   if (!keep_alive_) {
     head_ += "Connection: close\r\n";
@@ -433,10 +460,46 @@ void HttpServer::Impl::Session::OnResponse(Response r) {
   body_ = std::move(r.body);
   state_ = State::kWriting;
   stream_.expires_after(server_->options_.body_timeout);
+  if (file_) {
+    net::async_write(stream_, net::buffer(head_),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) {
+                         self->EndFile();
+                         return self->OnWrite(ec);
+                       }
+                       self->WriteFileChunk();
+                     });
+    return;
+  }
   std::array<net::const_buffer, 2> bufs{net::buffer(head_), net::buffer(body_)};
   net::async_write(stream_, bufs, [self = shared_from_this()](beast::error_code ec, size_t) {
     self->OnWrite(ec);
   });
+}
+
+void HttpServer::Impl::Session::WriteFileChunk() {
+  if (closed_ || file_left_ == 0) {
+    EndFile();
+    return OnWrite({});
+  }
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(file_left_, kFileChunk));
+  body_.resize(n);
+  file_->read(body_.data(), static_cast<std::streamsize>(n));
+  if (static_cast<size_t>(file_->gcount()) != n) {
+    // The file shrank under us: the promised Content-Length cannot be kept; drop the connection.
+    EndFile();
+    return OnWrite(net::error::make_error_code(net::error::broken_pipe));
+  }
+  file_left_ -= n;
+  stream_.expires_after(server_->options_.body_timeout);
+  net::async_write(stream_, net::buffer(body_),
+                   [self = shared_from_this()](beast::error_code ec, size_t) {
+                     if (ec) {
+                       self->EndFile();
+                       return self->OnWrite(ec);
+                     }
+                     self->WriteFileChunk();
+                   });
 }
 
 void HttpServer::Impl::Session::OnWrite(beast::error_code ec) {

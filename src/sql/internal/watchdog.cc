@@ -24,11 +24,12 @@ int64_t Watchdog::OldestStart(int64_t now_us) {
   return oldest;
 }
 
-void Watchdog::Add(Ticket* ticket) {
+bool Watchdog::Add(Ticket* ticket) {
   ticket->started_us = NowMicros();
   bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (shutdown_) return false;
     // While the thread is polling it will see the ticket within kPoll; waking it per query would
     // cost a context switch on every short query.
     wake = parked_;
@@ -36,6 +37,26 @@ void Watchdog::Add(Ticket* ticket) {
     active_.push_back(ticket);
   }
   if (wake) cv_.notify_one();
+  return true;
+}
+
+void Watchdog::InterruptAll() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutdown_ = true;
+    for (Ticket* t : active_) {
+      t->fired = Fired::kShutdown;
+      duckdb_interrupt(t->connection);
+    }
+  }
+  cv_.notify_all();
+}
+
+std::vector<std::string> Watchdog::Running() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const Ticket* t : active_) out.push_back(t->what);
+  return out;
 }
 
 void Watchdog::Remove(Ticket* ticket) {
@@ -60,11 +81,23 @@ void Watchdog::Loop() {
     const auto now = std::chrono::steady_clock::now();
     auto next = now + kPoll;
     for (Ticket* t : active_) {
+      if (t->fired == Fired::kShutdown) {
+        // Again at every poll: an interrupt that landed before DuckDB started the query may
+        // have been cleared when it started.
+        duckdb_interrupt(t->connection);
+        continue;
+      }
       if (t->fired != Fired::kNone) continue;
+      std::error_code ec;
       if (t->cancelled != nullptr && t->cancelled->load(std::memory_order_relaxed)) {
         t->fired = Fired::kCancelled;
       } else if (now >= t->deadline) {
         t->fired = Fired::kDeadline;
+      } else if (t->max_file_bytes > 0 && !t->watch_file.empty() &&
+                 static_cast<int64_t>(std::filesystem::file_size(t->watch_file, ec)) >
+                     t->max_file_bytes &&
+                 !ec) {
+        t->fired = Fired::kTooLarge;
       } else {
         next = std::min(next, t->deadline);
         continue;

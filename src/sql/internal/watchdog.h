@@ -8,8 +8,10 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -19,7 +21,8 @@ class Watchdog {
  public:
   static constexpr std::chrono::milliseconds kPoll{10};
 
-  enum class Fired { kNone, kDeadline, kCancelled };
+  // kShutdown: InterruptAll; kTooLarge: the watched file grew past its cap.
+  enum class Fired { kNone, kDeadline, kCancelled, kShutdown, kTooLarge };
 
   // One running query. Owned by the caller; registered for the duration of the query.
   struct Ticket {
@@ -30,6 +33,10 @@ class Watchdog {
     Fired fired = Fired::kNone;
     // Wall-clock start (UTC micros), set by Add: the lake keeps files a running query may read.
     int64_t started_us = 0;
+    // Optional: interrupt (kTooLarge) once this file is larger than max_file_bytes.
+    std::filesystem::path watch_file;
+    int64_t max_file_bytes = 0;
+    std::string what;  // for the shutdown log: the start of the SQL
   };
 
   Watchdog();
@@ -37,11 +44,15 @@ class Watchdog {
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
 
-  void Add(Ticket* ticket);
+  // Returns false (and does not register) after InterruptAll.
+  bool Add(Ticket* ticket);
   // After Remove returns the watchdog never touches the ticket's connection again.
   void Remove(Ticket* ticket);
   // Start time of the oldest registered query; `now_us` when none runs.
   int64_t OldestStart(int64_t now_us);
+  // Interrupts every registered query (kShutdown), now and at every poll, and refuses new ones.
+  void InterruptAll();
+  std::vector<std::string> Running();
   // Number of loop iterations so far (tests check that an idle watchdog does not spin).
   uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
 
@@ -52,6 +63,7 @@ class Watchdog {
   std::condition_variable cv_;
   std::vector<Ticket*> active_;
   bool stop_ = false;
+  bool shutdown_ = false;
   bool parked_ = false;  // in the untimed wait: Add must wake the thread
   std::atomic<uint64_t> wakeups_{0};
   std::thread thread_;
