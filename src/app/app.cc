@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 #include <condition_variable>
+#include <map>
 #include <thread>
 
 #include "core/ids.h"
@@ -77,9 +78,15 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     bo.sql_threads = config.sql.threads;
     bo.memory_limit = config.sql.memory_limit;
     bo.triggers = mode == Mode::kServer;
-    bo.workers = static_cast<size_t>(std::max(1, config.server.worker_threads));
-    ASSIGN_OR_RETURN(app->batch_, batch::Batch::Open(app->catalog_.get(), app->lake_.get(), bo));
-    // The scheduler marks runs a crash interrupted as failed when it starts.
+    // One scheduler for every kind of job. Its owner is unique to this process; it is the
+    // catalog's only scheduler (the embedded catalog lives in the locked data directory), so at
+    // start it marks every run a crash left `running` as failed.
+    flow::SchedulerOptions so;
+    so.workers = static_cast<size_t>(std::max(1, config.server.worker_threads));
+    so.sole_scheduler = true;
+    app->scheduler_ = std::make_shared<flow::Scheduler>(app->catalog_.get(), so);
+    ASSIGN_OR_RETURN(app->batch_, batch::Batch::Open(app->catalog_.get(), app->lake_.get(),
+                                                     app->scheduler_, bo));
     RETURN_IF_ERROR(app->batch_->Start());
     realtime::RealtimeOptions ro;
     ro.project = paths.project;
@@ -90,6 +97,9 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     ro.background = mode == Mode::kServer;
     ASSIGN_OR_RETURN(app->realtime_,
                      realtime::Realtime::Open(app->catalog_.get(), app->lake_.get(), ro));
+    app->definition_kinds_ = {app->batch_.get(), app->realtime_.get()};
+    // Every module registered its jobs: start (Recover(), catch-up, queued runs).
+    RETURN_IF_ERROR(app->scheduler_->Start());
   }
 
   api::Services& s = app->services_;
@@ -112,23 +122,32 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
 App::~App() {
   if (realtime_) realtime_->Stop();
   if (batch_) batch_->Stop();
+  if (scheduler_) scheduler_->Stop();  // before the modules whose jobs it runs are destroyed
 }
 
 Result<batch::ApplyReport> App::Apply(bool dry_run) {
-  if (!batch_ || !realtime_) return Internal("apply needs the data directory's lock");
+  if (definition_kinds_.empty()) return Internal("apply needs the data directory's lock");
   std::vector<std::string> errors;
   std::vector<catalog::Definitions::Definition> wanted;
-  auto b = batch_->ReadProject();
-  if (b.ok()) {
-    wanted = b->definitions;
-  } else {
-    errors.push_back(b.status().message());
+  std::vector<std::string> kinds;
+  std::map<std::string, flow::DefinitionKind*> owner_of;  // catalog kind -> module
+  for (flow::DefinitionKind* k : definition_kinds_) {
+    for (auto& name : k->DefinitionKinds()) {
+      owner_of[name] = k;
+      kinds.push_back(std::move(name));
+    }
+    auto defs = k->ReadDefinitions();
+    if (defs.ok()) {
+      wanted.insert(wanted.end(), defs->begin(), defs->end());
+    } else {
+      errors.push_back(defs.status().message());
+    }
   }
-  auto r = realtime_->ReadProject();
-  if (r.ok()) {
-    wanted.insert(wanted.end(), r->definitions.begin(), r->definitions.end());
-  } else {
-    errors.push_back(r.status().message());
+  if (errors.empty()) {
+    for (flow::DefinitionKind* k : definition_kinds_) {
+      Status st = k->CheckReferences(wanted);
+      if (!st.ok()) errors.push_back(st.message());
+    }
   }
   if (!errors.empty()) {
     std::string msg = "the project has errors; nothing was applied:";
@@ -140,34 +159,27 @@ Result<batch::ApplyReport> App::Apply(bool dry_run) {
     return InvalidArgument(msg);
   }
   catalog::Definitions defs(catalog_.get());
-  ASSIGN_OR_RETURN(auto changes, defs.Diff(wanted, {"source", "model", "stream", "feature_view"}));
+  ASSIGN_OR_RETURN(auto changes, defs.Diff(wanted, kinds));
   batch::ApplyReport report;
   report.dry_run = dry_run;
+  std::map<flow::DefinitionKind*, std::vector<catalog::Definitions::Change>> by_kind;
   for (const auto& c : changes) {
     batch::PlannedChange p;
     p.kind = c.definition.kind;
     p.name = c.definition.name;
     using K = catalog::Definitions::ChangeKind;
     p.action = c.kind == K::kCreate ? "create" : c.kind == K::kUpdate ? "update" : "delete";
-    if (c.kind == K::kDelete) {
-      if (p.kind == "source") {
-        p.note = "raw." + p.name + " and its snapshots are kept; it is no longer loaded";
-      } else if (p.kind == "model") {
-        p.note = "processed." + p.name + " and its snapshots are kept; it is no longer built";
-      } else if (p.kind == "stream") {
-        p.note = "raw." + p.name +
-                 " is kept; events are no longer accepted; the log keeps what "
-                 "it holds until retention";
-      } else {
-        p.note = "features." + p.name + " is kept; online values are no longer updated";
-      }
-    }
+    flow::DefinitionKind* k = owner_of.at(c.definition.kind);
+    if (c.kind == K::kDelete) p.note = k->DeleteNote(c.definition);
     report.changes.push_back(std::move(p));
+    by_kind[k].push_back(c);
   }
   if (dry_run || changes.empty()) return report;
   RETURN_IF_ERROR(defs.Apply(changes));
-  RETURN_IF_ERROR(batch_->Reload());
-  RETURN_IF_ERROR(realtime_->Reload());
+  for (flow::DefinitionKind* k : definition_kinds_) {
+    auto it = by_kind.find(k);
+    if (it != by_kind.end()) RETURN_IF_ERROR(k->ApplyChanges(it->second));
+  }
   return report;
 }
 
@@ -264,6 +276,7 @@ Status App::Serve(const std::optional<std::string>& listen) {
   server.Stop(std::chrono::milliseconds(config_.server.shutdown_grace_ms));
   realtime_->Stop();
   batch_->Stop();
+  scheduler_->Stop();
   {
     std::lock_guard<std::mutex> lock(gc_mu);
     stopping = true;
