@@ -10,6 +10,7 @@
 #include "batch/batch.h"
 #include "catalog/catalog.h"
 #include "core/config.h"
+#include "core/metrics.h"
 #include "core/time.h"
 #include "lake/lake.h"
 #include "realtime/realtime.h"
@@ -30,6 +31,7 @@ struct Services {
   // Validates and applies the project's definition files (all kinds), or only reports (dry run).
   std::function<Result<batch::ApplyReport>(bool dry_run)> apply;
   std::filesystem::path scratch_dir;
+  metrics::Registry* metrics = nullptr;  // GET /metrics (not served when null)
   Micros started_at = 0;
   std::string version;
 };
@@ -40,6 +42,7 @@ Status AddTableRoutes(Router& router, Services* services);
 Status AddTokenRoutes(Router& router, Services* services);
 Status AddBatchRoutes(Router& router, Services* services);
 Status AddStreamRoutes(Router& router, Services* services);
+Status AddMetricsRoutes(Router& router, Services* services);
 
 // Every route of the server, OpenAPI document included.
 Status AddAllRoutes(Router& router, Services* services);

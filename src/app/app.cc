@@ -115,8 +115,49 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   s.apply = [self](bool dry_run) { return self->Apply(dry_run); };
   s.scratch_dir = paths.scratch();
   s.started_at = NowMicros();
+  RETURN_IF_ERROR(app->RegisterMetrics());
+  s.metrics = app->metrics_.get();
   s.version = std::string(kVersion);
   return app;
+}
+
+Status App::RegisterMetrics() {
+  metrics_ = std::make_unique<metrics::Registry>();
+  metrics::Registry& m = *metrics_;
+  RETURN_IF_ERROR(m.AddGaugeCallback("lakeloop_build_info", "The running lakeloop version.",
+                                     {{"version", std::string(kVersion)}}, [] { return 1.0; }));
+  const double started = static_cast<double>(services_.started_at) / 1e6;
+  RETURN_IF_ERROR(m.AddGaugeCallback("lakeloop_process_start_time_seconds",
+                                     "When the process started, in seconds since the epoch.", {},
+                                     [started] { return started; }));
+  if (!scheduler_) return Status::Ok();
+  std::shared_ptr<flow::Scheduler> sched = scheduler_;
+  struct Figure {
+    const char* name;
+    const char* help;
+    int64_t flow::SchedulerStats::*field;
+  };
+  static constexpr Figure kFigures[] = {
+      {"lakeloop_scheduler_runs_started_total", "Job runs this process started.",
+       &flow::SchedulerStats::runs_started},
+      {"lakeloop_scheduler_runs_finished_total",
+       "Job runs this process finished (succeeded, failed or cancelled).",
+       &flow::SchedulerStats::runs_finished},
+      {"lakeloop_scheduler_attempts_failed_total",
+       "Failed attempts of job runs (retries included).", &flow::SchedulerStats::attempts_failed},
+      {"lakeloop_scheduler_upstream_notifications_total",
+       "Table commits the scheduler was told about (data-aware triggers).",
+       &flow::SchedulerStats::notifications},
+      {"lakeloop_scheduler_cron_ticks_fired_total", "Cron ticks this process turned into runs.",
+       &flow::SchedulerStats::ticks_fired},
+  };
+  for (const Figure& f : kFigures) {
+    auto field = f.field;
+    RETURN_IF_ERROR(m.AddCounterCallback(
+        f.name, f.help, {}, [sched, field] { return static_cast<double>(sched->stats().*field); }));
+  }
+  return m.AddGaugeCallback("lakeloop_scheduler_jobs", "Jobs registered with the scheduler.", {},
+                            [sched] { return static_cast<double>(sched->JobNames().size()); });
 }
 
 App::~App() {

@@ -14,6 +14,7 @@
 #include "catalog/catalog.h"
 #include "core/config.h"
 #include "core/fs.h"
+#include "core/metrics.h"
 #include "core/thread_pool.h"
 #include "flow/definition_kind.h"
 #include "flow/flow.h"
@@ -65,6 +66,7 @@ class App {
   batch::Batch* batch() { return batch_.get(); }
   // Streams and stream features; null in read-only mode.
   realtime::Realtime* realtime() { return realtime_.get(); }
+  metrics::Registry& metrics() { return *metrics_; }
   // The process's one scheduler (every kind of job runs on it); null in read-only mode.
   std::shared_ptr<flow::Scheduler> scheduler() { return scheduler_; }
   // Validates every definition file of the project (every registered DefinitionKind: sources,
@@ -91,6 +93,9 @@ class App {
   std::unique_ptr<realtime::Realtime> realtime_;
   // What `apply` reads and applies, in order; later modules add theirs in Open.
   std::vector<flow::DefinitionKind*> definition_kinds_;
+  // GET /metrics; modules' figures are registered in RegisterMetrics.
+  std::unique_ptr<metrics::Registry> metrics_;
+  Status RegisterMetrics();
   api::Services services_;
 };
 

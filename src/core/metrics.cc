@@ -220,6 +220,28 @@ Result<Histogram*> Registry::GetHistogram(std::string_view name, std::string_vie
   return slot.get();
 }
 
+Status Registry::AddCounterCallback(std::string_view name, std::string_view help, Labels labels,
+                                    std::function<double()> value) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(Family * f, FamilyFor(name, help, Type::kCounter, labels, nullptr));
+  if (f->counters.count(labels) || f->callbacks.count(labels)) {
+    return InvalidArgument("metrics: " + std::string(name) + ": that series exists");
+  }
+  f->callbacks[labels] = std::move(value);
+  return Status::Ok();
+}
+
+Status Registry::AddGaugeCallback(std::string_view name, std::string_view help, Labels labels,
+                                  std::function<double()> value) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(Family * f, FamilyFor(name, help, Type::kGauge, labels, nullptr));
+  if (f->gauges.count(labels) || f->callbacks.count(labels)) {
+    return InvalidArgument("metrics: " + std::string(name) + ": that series exists");
+  }
+  f->callbacks[labels] = std::move(value);
+  return Status::Ok();
+}
+
 std::string Registry::RenderPrometheus() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
@@ -229,15 +251,15 @@ std::string Registry::RenderPrometheus() const {
     out += "# TYPE " + name + " " + kTypeNames[static_cast<int>(f.type)] + "\n";
     switch (f.type) {
       case Type::kCounter:
-        for (const auto& [labels, c] : f.counters) {
-          out += name + LabelText(labels) + " " + std::to_string(c->Value()) + "\n";
-        }
+      case Type::kGauge: {
+        // Owned series and callback series, merged in label order.
+        std::map<Labels, std::string> lines;
+        for (const auto& [labels, c] : f.counters) lines[labels] = std::to_string(c->Value());
+        for (const auto& [labels, g] : f.gauges) lines[labels] = FormatValue(g->Value());
+        for (const auto& [labels, fn] : f.callbacks) lines[labels] = FormatValue(fn());
+        for (const auto& [labels, v] : lines) out += name + LabelText(labels) + " " + v + "\n";
         break;
-      case Type::kGauge:
-        for (const auto& [labels, g] : f.gauges) {
-          out += name + LabelText(labels) + " " + FormatValue(g->Value()) + "\n";
-        }
-        break;
+      }
       case Type::kHistogram:
         for (const auto& [labels, h] : f.histograms) {
           Histogram::Snapshot s = h->Read();

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -107,6 +108,14 @@ class Registry {
   Result<Histogram*> GetHistogram(std::string_view name, std::string_view help,
                                   std::vector<double> bounds, Labels labels = {});
 
+  // A series whose value is read from `value` at each render (a figure another component already
+  // keeps, e.g. the scheduler's counts): a counter (the function must never decrease) or a gauge.
+  // `value` is called under the registry's lock: it must be quick and must not call the registry.
+  Status AddCounterCallback(std::string_view name, std::string_view help, Labels labels,
+                            std::function<double()> value);
+  Status AddGaugeCallback(std::string_view name, std::string_view help, Labels labels,
+                          std::function<double()> value);
+
   // Prometheus text format 0.0.4 (Content-Type: text/plain; version=0.0.4): families sorted by
   // name, each with its HELP and TYPE lines, then its series sorted by labels.
   std::string RenderPrometheus() const;
@@ -120,6 +129,7 @@ class Registry {
     std::map<Labels, std::unique_ptr<Counter>> counters;
     std::map<Labels, std::unique_ptr<Gauge>> gauges;
     std::map<Labels, std::unique_ptr<Histogram>> histograms;
+    std::map<Labels, std::function<double()>> callbacks;
   };
   Result<Family*> FamilyFor(std::string_view name, std::string_view help, Type type, Labels& labels,
                             const std::vector<double>* bounds);

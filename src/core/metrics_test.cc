@@ -99,6 +99,26 @@ TEST(MetricsTest, RegistrationRules) {
   EXPECT_EQ(r.GetHistogram("lat_seconds", "h", {1, 3}).status().code(), Code::kInvalidArgument);
 }
 
+TEST(MetricsTest, CallbackSeriesAreReadAtRender) {
+  Registry r;
+  double runs = 0;
+  ASSERT_TRUE(
+      r.AddCounterCallback("runs_total", "Runs.", {{"kind", "b"}}, [&] { return runs; }).ok());
+  (*r.GetCounter("runs_total", "Runs.", {{"kind", "a"}}))->Add(2);
+  ASSERT_TRUE(r.AddGaugeCallback("up", "Up.", {}, [] { return 1.0; }).ok());
+  EXPECT_EQ(r.AddGaugeCallback("up", "Up.", {}, [] { return 2.0; }).code(),
+            Code::kInvalidArgument);  // that series exists
+  runs = 7;
+  EXPECT_EQ(r.RenderPrometheus(),
+            "# HELP runs_total Runs.\n"
+            "# TYPE runs_total counter\n"
+            "runs_total{kind=\"a\"} 2\n"
+            "runs_total{kind=\"b\"} 7\n"
+            "# HELP up Up.\n"
+            "# TYPE up gauge\n"
+            "up 1\n");
+}
+
 TEST(MetricsTest, BucketHelpers) {
   EXPECT_EQ(ExponentialBuckets(0.001, 10, 4), (std::vector<double>{0.001, 0.01, 0.1, 1}));
   EXPECT_EQ(LinearBuckets(1, 2, 3), (std::vector<double>{1, 3, 5}));

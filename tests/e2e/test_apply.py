@@ -202,3 +202,24 @@ def test_cli_goes_through_the_api_of_a_live_server_and_embedded_otherwise(projec
     out = run_cli(project, data_dir, "sql", "SELECT count(*) AS n FROM raw.orders",
                   "--format", "json").stdout
     assert json.loads(out)["rows"] == [[2]]
+
+
+def test_metrics_endpoint_serves_the_scheduler_figures(project, data_dir):
+    write(project, "sources/orders.yaml", "type: files\npath: data/orders/*.csv\nformat: csv\n")
+    write(project, "data/orders/day1.csv", "order_id,amount\n1,10\n")
+    write(project, "models/order_count.sql", "SELECT count(*) AS n FROM raw.orders")
+    s = Server(project, data_dir).start()
+    try:
+        run_cli(project, data_dir, "apply")
+        assert "succeeded" in run_cli(project, data_dir, "build").stdout
+        r = requests.get(s.url + "/metrics", timeout=10)
+        assert r.status_code == 200
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        lines = r.text.splitlines()
+        assert "# TYPE lakeloop_scheduler_runs_finished_total counter" in lines
+        values = {l.split(" ")[0]: float(l.split(" ")[1]) for l in lines if not l.startswith("#")}
+        assert values["lakeloop_scheduler_runs_finished_total"] >= 2
+        assert values["lakeloop_scheduler_jobs"] == 2
+        assert values['lakeloop_build_info{version="0.1.0"}'] == 1
+    finally:
+        s.stop()
