@@ -78,12 +78,13 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     bo.sql_threads = config.sql.threads;
     bo.memory_limit = config.sql.memory_limit;
     bo.triggers = mode == Mode::kServer;
-    // One scheduler for every kind of job. Its owner is unique to this process; it is the
-    // catalog's only scheduler (the embedded catalog lives in the locked data directory), so at
-    // start it marks every run a crash left `running` as failed.
+    // One scheduler for every kind of job. Its owner is unique to this process. With the
+    // embedded catalog (in the locked data directory) it is the catalog's only scheduler, so at
+    // start it marks every run a crash left `running` as failed; a shared catalog relies on
+    // leases instead.
     flow::SchedulerOptions so;
     so.workers = static_cast<size_t>(std::max(1, config.server.worker_threads));
-    so.sole_scheduler = true;
+    so.sole_scheduler = app->catalog_->backend() == "sqlite";
     app->scheduler_ = std::make_shared<flow::Scheduler>(app->catalog_.get(), so);
     ASSIGN_OR_RETURN(app->batch_, batch::Batch::Open(app->catalog_.get(), app->lake_.get(),
                                                      app->scheduler_, bo));
