@@ -169,6 +169,7 @@ App::~App() {
 
 Result<batch::ApplyReport> App::Apply(bool dry_run) {
   if (definition_kinds_.empty()) return Internal("apply needs the data directory's lock");
+  std::lock_guard<std::mutex> apply_lock(apply_mu_);
   std::vector<std::string> errors;
   std::vector<catalog::Definitions::Definition> wanted;
   std::vector<std::string> kinds;

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -93,6 +94,7 @@ class App {
   std::unique_ptr<realtime::Realtime> realtime_;
   // What `apply` reads and applies, in order; later modules add theirs in Open.
   std::vector<flow::DefinitionKind*> definition_kinds_;
+  std::mutex apply_mu_;  // one Apply at a time (API and CLI may both ask)
   // GET /metrics; modules' figures are registered in RegisterMetrics.
   std::unique_ptr<metrics::Registry> metrics_;
   Status RegisterMetrics();
