@@ -10,6 +10,7 @@
 #include "batch/batch.h"
 #include "catalog/catalog.h"
 #include "core/config.h"
+#include "core/metrics.h"
 #include "core/thread_pool.h"
 #include "core/time.h"
 #include "lake/lake.h"
@@ -34,6 +35,7 @@ struct Services {
   // Admission queue of expensive work (uploads, exports, ad-hoc SQL): limits.expensive_concurrency
   // threads, limits.expensive_queue waiting; null: run on the calling thread.
   ThreadPool* expensive = nullptr;
+  metrics::Registry* metrics = nullptr;  // GET /metrics (not served when null)
   Micros started_at = 0;
   std::string version;
 };
@@ -44,6 +46,7 @@ Status AddTableRoutes(Router& router, Services* services);
 Status AddTokenRoutes(Router& router, Services* services);
 Status AddBatchRoutes(Router& router, Services* services);
 Status AddStreamRoutes(Router& router, Services* services);
+Status AddMetricsRoutes(Router& router, Services* services);
 
 // Every route of the server, OpenAPI document included.
 Status AddAllRoutes(Router& router, Services* services);

@@ -7,6 +7,7 @@
 
 #include <boost/json.hpp>
 #include <condition_variable>
+#include <map>
 #include <thread>
 
 #include "core/ids.h"
@@ -93,9 +94,16 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     bo.query_timeout_ms = config.limits.loads_query_timeout_ms;
     bo.interrupt_group = app->interrupts_;
     bo.triggers = mode == Mode::kServer;
-    bo.workers = static_cast<size_t>(std::max(1, config.server.worker_threads));
-    ASSIGN_OR_RETURN(app->batch_, batch::Batch::Open(app->catalog_.get(), app->lake_.get(), bo));
-    // The scheduler marks runs a crash interrupted as failed when it starts.
+    // One scheduler for every kind of job. Its owner is unique to this process. With the
+    // embedded catalog (in the locked data directory) it is the catalog's only scheduler, so at
+    // start it marks every run a crash left `running` as failed; a shared catalog relies on
+    // leases instead.
+    flow::SchedulerOptions so;
+    so.workers = static_cast<size_t>(std::max(1, config.server.worker_threads));
+    so.sole_scheduler = app->catalog_->backend() == "sqlite";
+    app->scheduler_ = std::make_shared<flow::Scheduler>(app->catalog_.get(), so);
+    ASSIGN_OR_RETURN(app->batch_, batch::Batch::Open(app->catalog_.get(), app->lake_.get(),
+                                                     app->scheduler_, bo));
     RETURN_IF_ERROR(app->batch_->Start());
     realtime::RealtimeOptions ro;
     ro.project = paths.project;
@@ -108,6 +116,9 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     ro.interrupt_group = app->interrupts_;
     ASSIGN_OR_RETURN(app->realtime_,
                      realtime::Realtime::Open(app->catalog_.get(), app->lake_.get(), ro));
+    app->definition_kinds_ = {app->batch_.get(), app->realtime_.get()};
+    // Every module registered its jobs: start (Recover(), catch-up, queued runs).
+    RETURN_IF_ERROR(app->scheduler_->Start());
   }
 
   api::Services& s = app->services_;
@@ -124,30 +135,81 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   s.scratch_dir = paths.scratch();
   s.expensive = app->expensive_.get();
   s.started_at = NowMicros();
+  RETURN_IF_ERROR(app->RegisterMetrics());
+  s.metrics = app->metrics_.get();
   s.version = std::string(kVersion);
   return app;
+}
+
+Status App::RegisterMetrics() {
+  metrics_ = std::make_unique<metrics::Registry>();
+  metrics::Registry& m = *metrics_;
+  RETURN_IF_ERROR(m.AddGaugeCallback("lakeloop_build_info", "The running lakeloop version.",
+                                     {{"version", std::string(kVersion)}}, [] { return 1.0; }));
+  const double started = static_cast<double>(services_.started_at) / 1e6;
+  RETURN_IF_ERROR(m.AddGaugeCallback("lakeloop_process_start_time_seconds",
+                                     "When the process started, in seconds since the epoch.", {},
+                                     [started] { return started; }));
+  if (!scheduler_) return Status::Ok();
+  std::shared_ptr<flow::Scheduler> sched = scheduler_;
+  struct Figure {
+    const char* name;
+    const char* help;
+    int64_t flow::SchedulerStats::*field;
+  };
+  static constexpr Figure kFigures[] = {
+      {"lakeloop_scheduler_runs_started_total", "Job runs this process started.",
+       &flow::SchedulerStats::runs_started},
+      {"lakeloop_scheduler_runs_finished_total",
+       "Job runs this process finished (succeeded, failed or cancelled).",
+       &flow::SchedulerStats::runs_finished},
+      {"lakeloop_scheduler_attempts_failed_total",
+       "Failed attempts of job runs (retries included).", &flow::SchedulerStats::attempts_failed},
+      {"lakeloop_scheduler_upstream_notifications_total",
+       "Table commits the scheduler was told about (data-aware triggers).",
+       &flow::SchedulerStats::notifications},
+      {"lakeloop_scheduler_cron_ticks_fired_total", "Cron ticks this process turned into runs.",
+       &flow::SchedulerStats::ticks_fired},
+  };
+  for (const Figure& f : kFigures) {
+    auto field = f.field;
+    RETURN_IF_ERROR(m.AddCounterCallback(
+        f.name, f.help, {}, [sched, field] { return static_cast<double>(sched->stats().*field); }));
+  }
+  return m.AddGaugeCallback("lakeloop_scheduler_jobs", "Jobs registered with the scheduler.", {},
+                            [sched] { return static_cast<double>(sched->JobNames().size()); });
 }
 
 App::~App() {
   if (realtime_) realtime_->Stop();
   if (batch_) batch_->Stop();
+  if (scheduler_) scheduler_->Stop();  // before the modules whose jobs it runs are destroyed
 }
 
 Result<batch::ApplyReport> App::Apply(bool dry_run) {
-  if (!batch_ || !realtime_) return Internal("apply needs the data directory's lock");
+  if (definition_kinds_.empty()) return Internal("apply needs the data directory's lock");
+  std::lock_guard<std::mutex> apply_lock(apply_mu_);
   std::vector<std::string> errors;
   std::vector<catalog::Definitions::Definition> wanted;
-  auto b = batch_->ReadProject();
-  if (b.ok()) {
-    wanted = b->definitions;
-  } else {
-    errors.push_back(b.status().message());
+  std::vector<std::string> kinds;
+  std::map<std::string, flow::DefinitionKind*> owner_of;  // catalog kind -> module
+  for (flow::DefinitionKind* k : definition_kinds_) {
+    for (auto& name : k->DefinitionKinds()) {
+      owner_of[name] = k;
+      kinds.push_back(std::move(name));
+    }
+    auto defs = k->ReadDefinitions();
+    if (defs.ok()) {
+      wanted.insert(wanted.end(), defs->begin(), defs->end());
+    } else {
+      errors.push_back(defs.status().message());
+    }
   }
-  auto r = realtime_->ReadProject();
-  if (r.ok()) {
-    wanted.insert(wanted.end(), r->definitions.begin(), r->definitions.end());
-  } else {
-    errors.push_back(r.status().message());
+  if (errors.empty()) {
+    for (flow::DefinitionKind* k : definition_kinds_) {
+      Status st = k->CheckReferences(wanted);
+      if (!st.ok()) errors.push_back(st.message());
+    }
   }
   if (!errors.empty()) {
     std::string msg = "the project has errors; nothing was applied:";
@@ -159,34 +221,27 @@ Result<batch::ApplyReport> App::Apply(bool dry_run) {
     return InvalidArgument(msg);
   }
   catalog::Definitions defs(catalog_.get());
-  ASSIGN_OR_RETURN(auto changes, defs.Diff(wanted, {"source", "model", "stream", "feature_view"}));
+  ASSIGN_OR_RETURN(auto changes, defs.Diff(wanted, kinds));
   batch::ApplyReport report;
   report.dry_run = dry_run;
+  std::map<flow::DefinitionKind*, std::vector<catalog::Definitions::Change>> by_kind;
   for (const auto& c : changes) {
     batch::PlannedChange p;
     p.kind = c.definition.kind;
     p.name = c.definition.name;
     using K = catalog::Definitions::ChangeKind;
     p.action = c.kind == K::kCreate ? "create" : c.kind == K::kUpdate ? "update" : "delete";
-    if (c.kind == K::kDelete) {
-      if (p.kind == "source") {
-        p.note = "raw." + p.name + " and its snapshots are kept; it is no longer loaded";
-      } else if (p.kind == "model") {
-        p.note = "processed." + p.name + " and its snapshots are kept; it is no longer built";
-      } else if (p.kind == "stream") {
-        p.note = "raw." + p.name +
-                 " is kept; events are no longer accepted; the log keeps what "
-                 "it holds until retention";
-      } else {
-        p.note = "features." + p.name + " is kept; online values are no longer updated";
-      }
-    }
+    flow::DefinitionKind* k = owner_of.at(c.definition.kind);
+    if (c.kind == K::kDelete) p.note = k->DeleteNote(c.definition);
     report.changes.push_back(std::move(p));
+    by_kind[k].push_back(c);
   }
   if (dry_run || changes.empty()) return report;
   RETURN_IF_ERROR(defs.Apply(changes));
-  RETURN_IF_ERROR(batch_->Reload());
-  RETURN_IF_ERROR(realtime_->Reload());
+  for (flow::DefinitionKind* k : definition_kinds_) {
+    auto it = by_kind.find(k);
+    if (it != by_kind.end()) RETURN_IF_ERROR(k->ApplyChanges(it->second));
+  }
   return report;
 }
 
@@ -309,6 +364,7 @@ Status App::Serve(const std::optional<std::string>& listen) {
   expensive_->Shutdown();
   realtime_->Stop();
   batch_->Stop();
+  scheduler_->Stop();
   {
     std::lock_guard<std::mutex> lock(deadline_mu);
     stopped = true;

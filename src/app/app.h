@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -14,7 +15,10 @@
 #include "catalog/catalog.h"
 #include "core/config.h"
 #include "core/fs.h"
+#include "core/metrics.h"
 #include "core/thread_pool.h"
+#include "flow/definition_kind.h"
+#include "flow/flow.h"
 #include "lake/lake.h"
 #include "realtime/realtime.h"
 #include "sql/lake_io.h"
@@ -63,8 +67,12 @@ class App {
   batch::Batch* batch() { return batch_.get(); }
   // Streams and stream features; null in read-only mode.
   realtime::Realtime* realtime() { return realtime_.get(); }
-  // Validates every definition file of the project (sources, models, streams, feature views) and,
-  // unless `dry_run`, stores them in one catalog transaction and reloads the runtimes.
+  metrics::Registry& metrics() { return *metrics_; }
+  // The process's one scheduler (every kind of job runs on it); null in read-only mode.
+  std::shared_ptr<flow::Scheduler> scheduler() { return scheduler_; }
+  // Validates every definition file of the project (every registered DefinitionKind: sources,
+  // models, streams, feature views) and, unless `dry_run`, stores them in one catalog transaction
+  // and hands each kind its changes: only what changed is started, replaced or stopped.
   Result<batch::ApplyReport> Apply(bool dry_run);
 
  private:
@@ -85,8 +93,15 @@ class App {
   // Admission queue of uploads, exports and ad-hoc SQL (limits.expensive_*).
   std::unique_ptr<ThreadPool> expensive_;
   std::unique_ptr<sql::LakeViews> views_;
+  std::shared_ptr<flow::Scheduler> scheduler_;
   std::unique_ptr<batch::Batch> batch_;
   std::unique_ptr<realtime::Realtime> realtime_;
+  // What `apply` reads and applies, in order; later modules add theirs in Open.
+  std::vector<flow::DefinitionKind*> definition_kinds_;
+  std::mutex apply_mu_;  // one Apply at a time (API and CLI may both ask)
+  // GET /metrics; modules' figures are registered in RegisterMetrics.
+  std::unique_ptr<metrics::Registry> metrics_;
+  Status RegisterMetrics();
   api::Services services_;
 };
 

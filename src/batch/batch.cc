@@ -80,10 +80,20 @@ Result<RunParams> ParseParams(const flow::RunContext& ctx) {
 
 }  // namespace
 
-Batch::Batch(catalog::Store* catalog, lake::Lake* lake, BatchOptions options)
-    : catalog_(catalog), lake_(lake), options_(std::move(options)) {}
+Batch::Batch(catalog::Store* catalog, lake::Lake* lake, std::shared_ptr<flow::Scheduler> scheduler,
+             BatchOptions options)
+    : catalog_(catalog),
+      lake_(lake),
+      options_(std::move(options)),
+      scheduler_(std::move(scheduler)) {}
 
-Batch::~Batch() { Stop(); }
+Batch::~Batch() {
+  Stop();
+  if (listener_handle_) {
+    std::lock_guard<std::mutex> life(listener_handle_->mu);
+    listener_handle_->self = nullptr;
+  }
+}
 
 std::vector<catalog::Migration> Batch::Migrations() {
   std::vector<catalog::Migration> all = Definitions::Migrations();
@@ -94,8 +104,10 @@ std::vector<catalog::Migration> Batch::Migrations() {
 }
 
 Result<std::unique_ptr<Batch>> Batch::Open(catalog::Store* catalog, lake::Lake* lake,
+                                           std::shared_ptr<flow::Scheduler> scheduler,
                                            BatchOptions options) {
-  std::unique_ptr<Batch> b(new Batch(catalog, lake, std::move(options)));
+  if (!scheduler) return InvalidArgument("batch: needs a scheduler");
+  std::unique_ptr<Batch> b(new Batch(catalog, lake, std::move(scheduler), std::move(options)));
   sql::EngineOptions eo;
   eo.sandboxed = false;
   eo.lake_root = b->options_.lake_root;
@@ -130,12 +142,19 @@ Result<std::unique_ptr<Batch>> Batch::Open(catalog::Store* catalog, lake::Lake* 
   ASSIGN_OR_RETURN(b->runner_, transform::Runner::Open(lake, ro));
   ASSIGN_OR_RETURN(b->applied_, b->LoadApplied());
   Batch* self = b.get();
-  lake->AddCommitListener([self](const lake::TableInfo& t) {
+  // The lake keeps its listeners for its whole life: the Batch may go first (the handle is
+  // cleared in ~Batch under its mutex).
+  b->listener_handle_ = std::make_shared<ListenerHandle>();
+  b->listener_handle_->self = self;
+  lake->AddCommitListener([h = b->listener_handle_](const lake::TableInfo& t) {
     std::shared_ptr<flow::Scheduler> s;
     {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      if (!self->started_ || self->building_ > 0 || !self->options_.triggers) return;
-      s = self->scheduler_;
+      std::lock_guard<std::mutex> life(h->mu);
+      Batch* batch = h->self;
+      if (!batch) return;
+      std::lock_guard<std::mutex> lock(batch->mu_);
+      if (!batch->started_ || batch->building_ > 0 || !batch->options_.triggers) return;
+      s = batch->scheduler_;
     }
     s->NotifyTableCommitted(t.ref.ToString(), t.current_version);
   });
@@ -253,67 +272,112 @@ std::shared_ptr<const Batch::Applied> Batch::applied() {
   return applied_;
 }
 
-Status Batch::Reload() {
+std::vector<std::string> Batch::DefinitionKinds() const { return {"source", "model"}; }
+
+Result<std::vector<flow::Definition>> Batch::ReadDefinitions() {
+  ASSIGN_OR_RETURN(ProjectFiles files, ReadProject());
+  return std::move(files.definitions);
+}
+
+std::string Batch::DeleteNote(const flow::Definition& d) const {
+  if (d.kind == "source") {
+    return "raw." + d.name + " and its snapshots are kept; it is no longer loaded";
+  }
+  return "processed." + d.name + " and its snapshots are kept; it is no longer built";
+}
+
+std::optional<Batch::JobDef> Batch::SourceJob(const Applied& applied, const std::string& name) {
+  const ingest::SourceSpec* s = applied.FindSource(name);
+  if (!s) return std::nullopt;
+  JobDef d;
+  if (options_.triggers) d.spec.schedule = s->schedule;
+  d.job = flow::MakeJob("source:" + name,
+                        [this, name](flow::RunContext& ctx) { return RunSource(name, ctx); });
+  return d;
+}
+
+std::optional<Batch::JobDef> Batch::ModelJob(const Applied& applied, const std::string& name) {
+  const transform::Model* m = applied.graph->Find(name);
+  if (!m) return std::nullopt;
+  JobDef d;
+  if (options_.triggers) {
+    for (const auto& in : m->inputs) d.spec.upstream_tables.push_back(in.ToString());
+  }
+  d.job = flow::MakeJob("model:" + name,
+                        [this, name](flow::RunContext& ctx) { return RunModel(name, ctx); });
+  return d;
+}
+
+Status Batch::ApplyChanges(const std::vector<flow::DefinitionChange>& changes) {
+  std::lock_guard<std::mutex> apply_lock(apply_mu_);
   ASSIGN_OR_RETURN(auto applied, LoadApplied());
-  bool restart;
   {
     std::lock_guard<std::mutex> lock(mu_);
     applied_ = applied;
-    restart = started_;
   }
-  if (restart) {
-    // Jobs and their schedules are registered when the scheduler starts: start a new one.
-    Stop();
-    RETURN_IF_ERROR(Start());
+  for (const auto& c : changes) {
+    const std::string& name = c.definition.name;
+    const bool source = c.definition.kind == "source";
+    if (!source && c.definition.kind != "model") continue;
+    std::string job = (source ? "source:" : "model:") + name;
+    auto make = [&] { return source ? SourceJob(*applied, name) : ModelJob(*applied, name); };
+    auto def = make();
+    if (!def) {
+      Status st = scheduler_->RemoveJob(job);
+      if (!st.ok() && st.code() != Code::kNotFound) return st.WithContext("removing " + job);
+      continue;
+    }
+    Status st = scheduler_->ReplaceJob(std::move(def->job), def->spec);
+    if (st.code() == Code::kNotFound) {
+      def = make();
+      st = scheduler_->Register(std::move(def->job), def->spec);
+    }
+    if (!st.ok()) return st.WithContext("applying " + job);
   }
   return Status::Ok();
 }
 
-Status Batch::RegisterJobs(flow::Scheduler& scheduler, const Applied& applied) {
-  for (const auto& s : applied.sources) {
-    flow::JobSpec spec;
-    if (options_.triggers) spec.schedule = s.schedule;
-    std::string name = s.name;
-    RETURN_IF_ERROR(scheduler.Register(
-        flow::MakeJob("source:" + name,
-                      [this, name](flow::RunContext& ctx) { return RunSource(name, ctx); }),
-        spec));
+Status Batch::Reload() {
+  std::lock_guard<std::mutex> apply_lock(apply_mu_);
+  ASSIGN_OR_RETURN(auto applied, LoadApplied());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    applied_ = applied;
   }
-  for (const auto& m : applied.graph->models()) {
-    flow::JobSpec spec;
-    if (options_.triggers) {
-      for (const auto& in : m.inputs) spec.upstream_tables.push_back(in.ToString());
+  std::set<std::string> wanted;
+  for (const auto& s : applied->sources) wanted.insert("source:" + s.name);
+  for (const auto& m : applied->graph->models()) wanted.insert("model:" + m.name);
+  for (const auto& job : scheduler_->JobNames()) {
+    if ((job.starts_with("source:") || job.starts_with("model:")) && !wanted.count(job)) {
+      Status st = scheduler_->RemoveJob(job);
+      if (!st.ok() && st.code() != Code::kNotFound) return st;
     }
-    std::string name = m.name;
-    RETURN_IF_ERROR(scheduler.Register(
-        flow::MakeJob("model:" + name,
-                      [this, name](flow::RunContext& ctx) { return RunModel(name, ctx); }),
-        spec));
+  }
+  for (const auto& job : wanted) {
+    const bool source = job.starts_with("source:");
+    std::string name = job.substr(job.find(':') + 1);
+    auto make = [&] { return source ? SourceJob(*applied, name) : ModelJob(*applied, name); };
+    auto def = make();
+    Status st = scheduler_->ReplaceJob(std::move(def->job), def->spec);
+    if (st.code() == Code::kNotFound) {
+      def = make();
+      st = scheduler_->Register(std::move(def->job), def->spec);
+    }
+    if (!st.ok()) return st.WithContext("registering " + job);
   }
   return Status::Ok();
 }
 
 Status Batch::Start() {
-  auto applied_now = applied();
-  flow::SchedulerOptions so;
-  so.workers = options_.workers;
-  auto scheduler = std::make_shared<flow::Scheduler>(catalog_, so);
-  RETURN_IF_ERROR(RegisterJobs(*scheduler, *applied_now));
-  RETURN_IF_ERROR(scheduler->Start());
+  RETURN_IF_ERROR(Reload());
   std::lock_guard<std::mutex> lock(mu_);
-  scheduler_ = std::move(scheduler);
   started_ = true;
   return Status::Ok();
 }
 
 void Batch::Stop() {
-  std::shared_ptr<flow::Scheduler> s;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    started_ = false;
-    s = std::move(scheduler_);
-  }
-  if (s) s->Stop();
+  std::lock_guard<std::mutex> lock(mu_);
+  started_ = false;
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "flow/definition_kind.h"
 #include "flow/flow.h"
 #include "ingest/ingest.h"
 #include "lake/lake.h"
@@ -56,22 +57,35 @@ struct BatchOptions {
   std::shared_ptr<sql::InterruptGroup> interrupt_group;
 };
 
-// Thread-safe.
-class Batch {
+// Thread-safe. Its jobs run on a scheduler it is given (one per process, owned by the
+// composition root): stop that scheduler (or let the jobs finish) before destroying the Batch.
+class Batch : public flow::DefinitionKind {
  public:
   static Result<std::unique_ptr<Batch>> Open(catalog::Store* catalog, lake::Lake* lake,
+                                             std::shared_ptr<flow::Scheduler> scheduler,
                                              BatchOptions options);
-  ~Batch();
+  ~Batch() override;
   static std::vector<catalog::Migration> Migrations();
 
   // Reads the project folder and validates every definition (sources, models and their graph).
   Result<ProjectFiles> ReadProject();
-  // Loads the applied definitions again (after `lakeloop apply` stored new ones) and, when the
-  // scheduler runs, restarts it with the new jobs.
+
+  // flow::DefinitionKind: "source" and "model".
+  std::vector<std::string> DefinitionKinds() const override;
+  Result<std::vector<flow::Definition>> ReadDefinitions() override;
+  std::string DeleteNote(const flow::Definition& deleted) const override;
+  // Loads the applied definitions again and adds, replaces or removes exactly the changed jobs
+  // (`source:<name>`, `model:<name>`) on the running scheduler; other jobs and their runs are
+  // untouched. A run in flight of a replaced job finishes with the definition it started with.
+  Status ApplyChanges(const std::vector<flow::DefinitionChange>& changes) override;
+  // Loads the applied definitions again and brings every job in line with them (register,
+  // replace, remove), without stopping the scheduler. For tools; apply uses ApplyChanges.
   Status Reload();
 
-  // Loads the applied definitions, registers their jobs and starts the scheduler.
+  // Registers the jobs of the applied definitions (the scheduler may already run) and turns the
+  // commit listener's triggers on.
   Status Start();
+  // Turns the commit listener off. The scheduler is the caller's to stop.
   void Stop();
 
   // Every source once, then every model once in dependency order (with its data tests), like
@@ -83,7 +97,7 @@ class Batch {
   Result<std::vector<flow::RunInfo>> Backfill(const std::string& model, Micros from, Micros to,
                                               Micros step);
 
-  // The running scheduler (null when stopped): run history, cancel.
+  // The scheduler its jobs run on: run history, cancel.
   std::shared_ptr<flow::Scheduler> scheduler();
   // Lineage of a lake table: what its current (or given) version was built from.
   Result<std::string> LineageJson(const lake::TableRef& table);
@@ -91,10 +105,17 @@ class Batch {
   Micros OldestActiveRead();
 
  private:
-  Batch(catalog::Store* catalog, lake::Lake* lake, BatchOptions options);
+  Batch(catalog::Store* catalog, lake::Lake* lake, std::shared_ptr<flow::Scheduler> scheduler,
+        BatchOptions options);
   struct Applied;
   Result<std::shared_ptr<const Applied>> LoadApplied();
-  Status RegisterJobs(flow::Scheduler& scheduler, const Applied& applied);
+  // The job of a source or model of `applied` (nullopt when it has none of that name).
+  struct JobDef {
+    std::unique_ptr<flow::Job> job;
+    flow::JobSpec spec;
+  };
+  std::optional<JobDef> SourceJob(const Applied& applied, const std::string& name);
+  std::optional<JobDef> ModelJob(const Applied& applied, const std::string& name);
   Result<flow::RunOutput> RunSource(const std::string& name, flow::RunContext& ctx);
   Result<flow::RunOutput> RunModel(const std::string& name, flow::RunContext& ctx);
   Result<flow::RunInfo> Wait(const std::string& run_id);
@@ -108,7 +129,13 @@ class Batch {
   std::unique_ptr<ingest::Ingestor> ingestor_;
   std::unique_ptr<transform::Runner> runner_;
   std::shared_ptr<flow::Scheduler> scheduler_;
-  std::mutex mu_;  // guards applied_, active_reads_, started_, building_
+  std::mutex mu_;        // guards applied_, active_reads_, started_, building_
+  std::mutex apply_mu_;  // one ApplyChanges / Reload / Start at a time
+  struct ListenerHandle {
+    std::mutex mu;
+    Batch* self = nullptr;
+  };
+  std::shared_ptr<ListenerHandle> listener_handle_;  // the lake's commit listener -> this
   std::shared_ptr<const Applied> applied_;
   std::multiset<Micros> active_reads_;
   bool started_ = false;

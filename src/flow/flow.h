@@ -166,6 +166,9 @@ class Job {
 // A Job from a function (tests, small glue jobs).
 std::unique_ptr<Job> MakeJob(std::string name, std::function<Result<RunOutput>(RunContext&)> fn);
 
+// "<hostname>:<pid>:<8 random hex>": a scheduler owner no other process has.
+std::string UniqueOwner();
+
 // What to do, on start or after a stall, with cron ticks that passed without a run.
 enum class CatchUp {
   kNone,    // skip them; the next run is the next future tick
@@ -258,9 +261,13 @@ struct SchedulerOptions {
   Clock* clock = nullptr;      // not owned; nullptr = a SystemClock owned by the scheduler
   ThreadPool* pool = nullptr;  // not owned; nullptr = own pool of `workers` threads
   size_t workers = 4;
-  // Identity in flow_runs.owner. Stable across restarts of the one process that owns a data
-  // directory, so Recover() knows that runs it left `running` were interrupted.
-  std::string owner = "local";
+  // Identity in flow_runs.owner; "" = UniqueOwner() (host:pid:random), so two processes sharing
+  // a catalog never take each other's runs for their own.
+  std::string owner;
+  // No other scheduler uses this catalog (the process holds the data directory's lock and the
+  // catalog is embedded in it): Recover() marks every `running` row failed, whatever its owner,
+  // since none can still be running. Otherwise only this owner's rows and expired leases.
+  bool sole_scheduler = false;
   Micros lease = 60'000'000;        // a running run's lease; renewed every lease/3
   Micros cancel_grace = 5'000'000;  // after a timeout, wait this long for the job to return
   int max_backfill_runs = 10'000;
@@ -292,8 +299,20 @@ class Scheduler {
 
   static std::vector<catalog::Migration> Migrations();
 
-  // kAlreadyExists for a second job of one name; kInvalidArgument for a bad spec or cron.
+  // kAlreadyExists for a second job of one name; kInvalidArgument for a bad spec or cron. May be
+  // called before or after Start (a running scheduler loads the job's cron state at once).
   Status Register(std::unique_ptr<Job> job, JobSpec spec);
+  // Swaps the Job and JobSpec of a registered job (kNotFound otherwise), e.g. when its definition
+  // changed. A run in flight finishes with the Job it started with; queued runs, retries and
+  // backfills run the new one. The cron state is kept when the schedule text is unchanged.
+  Status ReplaceJob(std::unique_ptr<Job> job, JobSpec spec);
+  // Unregisters a job (kNotFound if unknown): its queued runs, pending retries and the rest of
+  // its backfills are recorded cancelled ("the job was removed"); a run in flight finishes and
+  // its outcome is recorded (no retry). Other jobs are untouched.
+  Status RemoveJob(std::string_view job);
+  // Registered job names, sorted.
+  std::vector<std::string> JobNames();
+  const std::string& owner() const;
   // Recover(), then loads cron state (catching up per policy), adopts queued runs of registered
   // jobs, and starts the dispatcher. Runs triggered before Start wait for it.
   Status Start();

@@ -1,6 +1,7 @@
 // The scheduler: in-memory run queues and timers over the flow_* catalog tables (run_store).
 // One mutex (mu_) guards all in-memory state; catalog I/O is never done while holding it.
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -82,6 +83,12 @@ std::unique_ptr<Job> MakeJob(std::string name, std::function<Result<RunOutput>(R
   return std::make_unique<FunctionJob>(std::move(name), std::move(fn));
 }
 
+std::string UniqueOwner() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == 0) std::snprintf(host, 8, "host");
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" + NewUuid().substr(0, 8);
+}
+
 // ---- SchedulerImpl ------------------------------------------------------------------------------
 
 namespace internal {
@@ -117,6 +124,9 @@ struct JobEntry {
   bool tick_loaded = false;
   Micros last_tick = 0;  // every tick <= last_tick has been handled (by some scheduler)
   Micros next_tick = 0;
+  // RemoveJob was called while a run was in flight: the entry stays (no cron, no triggers, no
+  // retries) until its last run returns, then it is erased.
+  bool removed = false;
 };
 
 struct BackfillState {
@@ -136,6 +146,7 @@ class SchedulerImpl {
  public:
   SchedulerImpl(catalog::Store* store, SchedulerOptions options)
       : runs_db_(store), options_(std::move(options)) {
+    if (options_.owner.empty()) options_.owner = UniqueOwner();
     if (!options_.clock) {
       own_clock_ = std::make_unique<SystemClock>();
       options_.clock = own_clock_.get();
@@ -154,7 +165,8 @@ class SchedulerImpl {
     clock_->Unsubscribe(clock_token_);
   }
 
-  Status Register(std::unique_ptr<Job> job, JobSpec spec) {
+  // Checks a job and its spec; fills `e.cron`.
+  static Status Validate(const std::unique_ptr<Job>& job, JobSpec& spec, JobEntry& e) {
     if (!job) return InvalidArgument("flow: null job");
     std::string name = job->name();
     if (name.empty()) return InvalidArgument("flow: a job needs a name");
@@ -163,28 +175,121 @@ class SchedulerImpl {
       return InvalidArgument("flow: " + name + ": retry.max_attempts < 1");
     }
     if (spec.max_catch_up_runs < 1) spec.max_catch_up_runs = 1;
-    JobEntry e;
     if (!spec.schedule.empty()) {
       auto cron = ParseCron(spec.schedule);
       if (!cron.ok()) return cron.status().WithContext("flow: " + name);
       e.cron = *cron;
     }
+    return Status::Ok();
+  }
+
+  // Register (`replace` false) or ReplaceJob (`replace` true).
+  Status Put(std::unique_ptr<Job> job, JobSpec spec, bool replace) {
+    JobEntry e;
+    RETURN_IF_ERROR(Validate(job, spec, e));
+    std::string name = job->name();
     bool started;
+    bool load_schedule = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (jobs_.count(name)) return AlreadyExists("flow: job " + name + " is registered");
-      e.job = std::shared_ptr<Job>(std::move(job));
-      e.spec = std::move(spec);
-      for (const auto& t : e.spec.upstream_tables) by_table_[t].push_back(name);
-      jobs_.emplace(name, std::move(e));
+      auto it = jobs_.find(name);
+      bool live = it != jobs_.end() && !it->second.removed;
+      if (replace && !live) return NotFound("flow: no job " + name);
+      if (!replace && live) return AlreadyExists("flow: job " + name + " is registered");
       started = started_;
+      if (it == jobs_.end()) {
+        e.job = std::shared_ptr<Job>(std::move(job));
+        e.spec = std::move(spec);
+        it = jobs_.emplace(name, std::move(e)).first;
+        load_schedule = true;
+      } else {
+        // In place: runs in flight keep the Job they started with (Execute holds a reference);
+        // queued runs, retries and backfills run the new one. The slot count stays.
+        JobEntry& j = it->second;
+        UnindexTables(name, j);
+        bool same_cron = j.cron && e.cron && j.cron->text() == e.cron->text() && !j.removed;
+        j.job = std::shared_ptr<Job>(std::move(job));
+        j.spec = std::move(spec);
+        j.cron = e.cron;
+        j.removed = false;
+        if (!same_cron) {
+          j.tick_loaded = false;
+          load_schedule = true;
+        }
+      }
+      for (const auto& t : it->second.spec.upstream_tables) by_table_[t].push_back(name);
     }
-    if (started) {
-      RETURN_IF_ERROR(LoadSchedule(name));
-      Wake();
+    if (started && load_schedule) RETURN_IF_ERROR(LoadSchedule(name));
+    if (started) Wake();
+    return Status::Ok();
+  }
+
+  Status Register(std::unique_ptr<Job> job, JobSpec spec) {
+    return Put(std::move(job), std::move(spec), /*replace=*/false);
+  }
+  Status ReplaceJob(std::unique_ptr<Job> job, JobSpec spec) {
+    return Put(std::move(job), std::move(spec), /*replace=*/true);
+  }
+
+  Status RemoveJob(std::string_view job_name) {
+    std::string name(job_name);
+    std::vector<std::string> cancel_rows;
+    std::set<std::string> stop_backfills;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = jobs_.find(name);
+      if (it == jobs_.end() || it->second.removed) return NotFound("flow: no job " + name);
+      JobEntry& j = it->second;
+      UnindexTables(name, j);
+      j.removed = true;
+      j.cron.reset();
+      j.tick_loaded = false;
+      std::vector<std::string> drop;
+      for (auto& [id, rs] : runs_) {
+        if (rs.info.job != name || rs.exec) continue;  // a run in flight finishes
+        if (!rs.info.backfill_id.empty()) {
+          stop_backfills.insert(rs.info.backfill_id);
+        } else if (rs.in_catalog) {
+          cancel_rows.push_back(id);
+        }
+        drop.push_back(id);
+      }
+      for (const auto& id : drop) DropQueued(id);
+      for (const auto& bid : stop_backfills) {
+        auto b = backfills_.find(bid);
+        if (b == backfills_.end()) continue;
+        b->second.stopped = true;
+        bool in_flight = false;
+        for (const auto& r : b->second.ids) in_flight |= runs_.count(r) > 0;
+        if (!in_flight) backfills_.erase(b);  // else AdvanceBackfillLocked ends it
+      }
+      if (j.running == 0) jobs_.erase(it);
+      ++wake_gen_;
+      done_cv_.notify_all();
+    }
+    cv_.notify_all();
+    Micros now = clock_->Now();
+    for (const auto& id : cancel_rows) {
+      auto r = runs_db_.CancelQueued(id, now, "the job was removed");
+      if (!r.ok()) return r.status();
+    }
+    for (const auto& bid : stop_backfills) {
+      auto r = runs_db_.CancelBackfillRest(bid, now, "the job was removed");
+      if (!r.ok()) return r.status();
     }
     return Status::Ok();
   }
+
+  std::vector<std::string> JobNames() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out;
+    for (const auto& [n, j] : jobs_) {
+      if (!j.removed) out.push_back(n);
+    }
+    return out;
+  }
+
+  const std::string& owner() const { return options_.owner; }
 
   Status Start() {
     {
@@ -229,7 +334,8 @@ class SchedulerImpl {
   }
 
   Status Recover() {
-    ASSIGN_OR_RETURN(int64_t n, runs_db_.FailInterrupted(options_.owner, clock_->Now()));
+    ASSIGN_OR_RETURN(int64_t n, runs_db_.FailInterrupted(options_.owner, clock_->Now(),
+                                                         options_.sole_scheduler));
     if (n > 0) spdlog::warn("flow: {} run(s) interrupted by a restart marked failed", n);
     return Status::Ok();
   }
@@ -244,14 +350,21 @@ class SchedulerImpl {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return Unavailable("flow: scheduler stopped");
       auto it = jobs_.find(std::string(job));
-      if (it == jobs_.end()) return NotFound("flow: no job " + std::string(job));
+      if (it == jobs_.end() || it->second.removed) {
+        return NotFound("flow: no job " + std::string(job));
+      }
       r = NewRun(it->first, it->second, Trigger::kManual, clock_->Now());
     }
     r.params = std::move(params);
     RETURN_IF_ERROR(runs_db_.InsertQueued({r}));
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       auto it = jobs_.find(r.job);
+      if (it == jobs_.end() || it->second.removed) {  // removed meanwhile
+        lock.unlock();
+        (void)runs_db_.CancelQueued(r.id, clock_->Now(), "the job was removed");
+        return NotFound("flow: no job " + r.job);
+      }
       RunState& rs = runs_[r.id];
       rs.info = r;
       rs.in_catalog = true;
@@ -315,7 +428,9 @@ class SchedulerImpl {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return Unavailable("flow: scheduler stopped");
       auto it = jobs_.find(std::string(job));
-      if (it == jobs_.end()) return NotFound("flow: no job " + std::string(job));
+      if (it == jobs_.end() || it->second.removed) {
+        return NotFound("flow: no job " + std::string(job));
+      }
       Micros now = clock_->Now();
       for (Micros s = from; s < to; s += step) {
         RunInfo r = NewRun(it->first, it->second, Trigger::kBackfill, now);
@@ -328,7 +443,13 @@ class SchedulerImpl {
     }
     RETURN_IF_ERROR(runs_db_.InsertQueued(runs));
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
+      auto it = jobs_.find(std::string(job));
+      if (it == jobs_.end() || it->second.removed) {  // removed meanwhile
+        lock.unlock();
+        (void)runs_db_.CancelBackfillRest(bid, clock_->Now(), "the job was removed");
+        return NotFound("flow: no job " + std::string(job));
+      }
       BackfillState& bf = backfills_[bid];
       bf.job = std::string(job);
       for (auto& r : runs) {
@@ -454,23 +575,41 @@ class SchedulerImpl {
   void DropQueued(const std::string& id) {
     auto it = runs_.find(id);
     if (it == runs_.end()) return;
-    JobEntry& j = jobs_[it->second.info.job];
-    std::erase(j.ready, id);
-    if (j.pending_upstream == id) j.pending_upstream.clear();
+    auto j = jobs_.find(it->second.info.job);
+    if (j != jobs_.end()) {
+      std::erase(j->second.ready, id);
+      if (j->second.pending_upstream == id) j->second.pending_upstream.clear();
+    }
     retry_timers_.erase({it->second.info.not_before, id});
     runs_.erase(it);
+  }
+
+  // mu_ held. Removes `name` from the upstream-table index.
+  void UnindexTables(const std::string& name, const JobEntry& j) {
+    for (const auto& t : j.spec.upstream_tables) {
+      auto it = by_table_.find(t);
+      if (it == by_table_.end()) continue;
+      std::erase(it->second, name);
+      if (it->second.empty()) by_table_.erase(it);
+    }
   }
 
   Status LoadSchedule(const std::string& name) {
     std::optional<Cron> cron;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      cron = jobs_[name].cron;
+      auto it = jobs_.find(name);
+      if (it != jobs_.end()) cron = it->second.cron;
     }
     if (!cron) return Status::Ok();
     ASSIGN_OR_RETURN(Micros last, runs_db_.LoadLastTick(name, clock_->Now()));
     std::lock_guard<std::mutex> lock(mu_);
-    JobEntry& j = jobs_[name];
+    auto it = jobs_.find(name);
+    // Removed or rescheduled meanwhile: whoever changed it loads its own schedule.
+    if (it == jobs_.end() || !it->second.cron || it->second.cron->text() != cron->text()) {
+      return Status::Ok();
+    }
+    JobEntry& j = it->second;
     j.last_tick = last;
     j.next_tick = cron->NextAfter(last);
     j.tick_loaded = true;
@@ -680,7 +819,9 @@ class SchedulerImpl {
       RunInfo proto;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        JobEntry& j = jobs_[name];
+        auto it = jobs_.find(name);
+        if (it == jobs_.end() || !it->second.cron || !it->second.tick_loaded) return;
+        JobEntry& j = it->second;
         cron = *j.cron;
         spec = j.spec;
         last = j.last_tick;
@@ -718,8 +859,27 @@ class SchedulerImpl {
       Micros actual = last;
       Result<bool> won = latest > last ? runs_db_.AdvanceTick(name, last, latest, runs, &actual)
                                        : Result<bool>(true);
-      std::lock_guard<std::mutex> lock(mu_);
-      JobEntry& j = jobs_[name];
+      std::unique_lock<std::mutex> lock(mu_);
+      auto jt = jobs_.find(name);
+      if (jt == jobs_.end() || !jt->second.cron || jt->second.cron->text() != cron.text()) {
+        // Removed or rescheduled while the tick was being claimed: the runs it queued run (the
+        // job still exists) or are cancelled (it was removed).
+        if (!won.ok() || !*won) return;
+        if (jt != jobs_.end() && !jt->second.removed) {
+          for (auto& r : runs) {
+            std::string id = r.id;
+            RunState& rs = runs_[id];
+            rs.info = std::move(r);
+            rs.in_catalog = true;
+            MakeReady(id);
+          }
+          return;
+        }
+        lock.unlock();
+        for (const auto& r : runs) (void)runs_db_.CancelQueued(r.id, now, "the job was removed");
+        return;
+      }
+      JobEntry& j = jt->second;
       if (!won.ok()) {
         spdlog::error("flow: cron tick of {}: {}", name, won.status().ToString());
         j.next_tick = now + 1'000'000;  // try again in a second
@@ -746,7 +906,7 @@ class SchedulerImpl {
       // A peer handled only older ticks: evaluate again from where it left off.
     }
     std::lock_guard<std::mutex> lock(mu_);
-    jobs_[name].next_tick = now + 1'000'000;
+    if (auto it = jobs_.find(name); it != jobs_.end()) it->second.next_tick = now + 1'000'000;
   }
 
   // Decides the outcome of an attempt. mu_ held.
@@ -777,7 +937,8 @@ class SchedulerImpl {
       a.status = RunStatus::kSucceeded;
       a.output = res.value();
     }
-    if (a.status == RunStatus::kFailed && !e.shutdown && e.attempt < rs.info.max_attempts) {
+    if (a.status == RunStatus::kFailed && !e.shutdown && e.attempt < rs.info.max_attempts &&
+        !jobs_[rs.info.job].removed) {
       a.status = RunStatus::kQueued;
       a.retry_at = finished + Backoff(spec.retry, e.attempt);
     }
@@ -966,7 +1127,10 @@ class SchedulerImpl {
 
   // mu_ held.
   void ReleaseSlot(const std::string& job) {
-    if (!job.empty()) --jobs_[job].running;
+    if (auto it = jobs_.find(job); it != jobs_.end()) {
+      --it->second.running;
+      if (it->second.removed && it->second.running == 0) jobs_.erase(it);
+    }
     ++wake_gen_;
     cv_.notify_all();
   }
@@ -1025,6 +1189,12 @@ std::vector<catalog::Migration> Scheduler::Migrations() { return internal::FlowM
 Status Scheduler::Register(std::unique_ptr<Job> job, JobSpec spec) {
   return impl_->Register(std::move(job), std::move(spec));
 }
+Status Scheduler::ReplaceJob(std::unique_ptr<Job> job, JobSpec spec) {
+  return impl_->ReplaceJob(std::move(job), std::move(spec));
+}
+Status Scheduler::RemoveJob(std::string_view job) { return impl_->RemoveJob(job); }
+std::vector<std::string> Scheduler::JobNames() { return impl_->JobNames(); }
+const std::string& Scheduler::owner() const { return impl_->owner(); }
 Status Scheduler::Start() { return impl_->Start(); }
 void Scheduler::Stop() { impl_->Stop(); }
 Status Scheduler::Recover() { return impl_->Recover(); }

@@ -171,7 +171,8 @@ TEST_F(SchedulerTest, ManualRunLifecycleIsRecorded) {
   EXPECT_EQ(r.params, R"({"full_refresh":true})");
   EXPECT_EQ(r.started_at, clock_.Now());
   EXPECT_EQ(r.finished_at, clock_.Now());
-  EXPECT_EQ(r.owner, "local");
+  EXPECT_EQ(r.owner, s.owner());
+  EXPECT_FALSE(r.owner.empty());
   EXPECT_EQ(r.error_code, Code::kOk);
   EXPECT_EQ(seen.run_id, *id);
   EXPECT_EQ(seen.trigger, Trigger::kManual);
@@ -689,7 +690,11 @@ TEST_F(SchedulerTest, RecoverMarksRunsInterruptedByACrashFailed) {
   ReloadCrashPoints();
   store_ = OpenStore();
 
-  Scheduler& s = NewScheduler();
+  // The restarted process has another owner; it is the catalog's only scheduler (it holds the
+  // data directory's lock), so the crashed process's running row is failed at once.
+  SchedulerOptions sole;
+  sole.sole_scheduler = true;
+  Scheduler& s = NewScheduler(sole);
   auto before = Runs(s, "source:orders");
   ASSERT_EQ(before.size(), 1u);
   EXPECT_EQ(before[0].status, RunStatus::kRunning);
@@ -807,6 +812,206 @@ TEST_F(SchedulerTest, TwoSchedulersClaimAQueuedRunOnce) {
     EXPECT_EQ(calls.load(), 1);
     EXPECT_EQ(a.stats().runs_started + b.stats().runs_started, 1);
   }
+}
+
+// Item 9: each scheduler has its own owner by default (host:pid:random), so two of them sharing a
+// catalog never mistake the other's run for their own; a queued run still runs once.
+TEST_F(SchedulerTest, DefaultOwnersAreUniqueAndAJobRunsOnce) {
+  extra_stores_.push_back(OpenStore());
+  Scheduler& a = NewScheduler();
+  Scheduler& b = NewScheduler({}, extra_stores_.back().get());
+  EXPECT_NE(a.owner(), b.owner());
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  std::string prefix = std::string(host) + ":" + std::to_string(getpid()) + ":";
+  EXPECT_EQ(a.owner().rfind(prefix, 0), 0u) << a.owner();
+  EXPECT_GT(a.owner().size(), prefix.size());
+  std::atomic<int> calls{0};
+  for (Scheduler* s : {&a, &b}) {
+    ASSERT_TRUE(s->Register(MakeJob("j",
+                                    [&](RunContext&) -> Result<RunOutput> {
+                                      ++calls;
+                                      return RunOutput{};
+                                    }),
+                            {})
+                    .ok());
+  }
+  auto id = *a.Trigger("j");
+  ASSERT_TRUE(b.Start().ok());
+  ASSERT_TRUE(a.Start().ok());
+  ASSERT_TRUE(Eventually([&] { return a.GetRun(id)->status == RunStatus::kSucceeded; }));
+  (void)a.WaitForRun(id, 10s);
+  (void)b.WaitForRun(id, 10s);
+  EXPECT_EQ(calls.load(), 1);
+  std::string owner = a.GetRun(id)->owner;
+  EXPECT_TRUE(owner == a.owner() || owner == b.owner()) << owner;
+  // A's Recover does not take B's live run for one of its own (different owners).
+  EXPECT_EQ(a.stats().runs_started + b.stats().runs_started, 1);
+}
+
+// Jobs are added to a running scheduler: manual, upstream and cron triggers all reach them.
+TEST_F(SchedulerTest, RegisterAfterStartRunsTheNewJob) {
+  Scheduler& s = NewScheduler();
+  ASSERT_TRUE(s.Start().ok());
+  std::atomic<int> calls{0};
+  auto fn = [&](RunContext&) -> Result<RunOutput> {
+    ++calls;
+    return RunOutput{};
+  };
+  JobSpec up;
+  up.upstream_tables = {"raw.orders"};
+  ASSERT_TRUE(s.Register(MakeJob("model:new", fn), up).ok());
+  EXPECT_EQ(s.Register(MakeJob("model:new", fn), up).code(), Code::kAlreadyExists);
+  EXPECT_EQ(Wait(s, *s.Trigger("model:new")).status, RunStatus::kSucceeded);
+  s.NotifyTableCommitted("raw.orders", 1);
+  ASSERT_TRUE(events_.WaitCount(RunEventKind::kFinished, 2, "model:new"));
+  JobSpec hourly;
+  hourly.schedule = "@hourly";
+  hourly.catch_up = CatchUp::kNone;
+  ASSERT_TRUE(s.Register(MakeJob("source:cron", fn), hourly).ok());
+  EXPECT_EQ(s.NextTick("source:cron"), T("2024-06-01T01:00:00Z"));
+  clock_.Set(T("2024-06-01T01:00:00Z"));
+  ASSERT_TRUE(events_.WaitCount(RunEventKind::kFinished, 1, "source:cron"));
+  EXPECT_EQ(s.JobNames(), (std::vector<std::string>{"model:new", "source:cron"}));
+}
+
+// Removing one job leaves another job's running run alone; the removed job's run in flight
+// finishes and is recorded, its queued run is cancelled, and nothing triggers it any more.
+TEST_F(SchedulerTest, RemoveJobWhileRunning) {
+  Scheduler& s = NewScheduler();
+  Gate gate_a, gate_b;
+  ASSERT_TRUE(s.Register(MakeJob("a",
+                                 [&](RunContext&) -> Result<RunOutput> {
+                                   gate_a.Wait();
+                                   RunOutput o;
+                                   o.rows_out = 1;
+                                   return o;
+                                 }),
+                         {})
+                  .ok());
+  JobSpec bspec;
+  bspec.upstream_tables = {"raw.t"};
+  bspec.schedule = "@hourly";
+  ASSERT_TRUE(s.Register(MakeJob("b",
+                                 [&](RunContext&) -> Result<RunOutput> {
+                                   gate_b.Wait();
+                                   return Internal("fails; would be retried");
+                                 }),
+                         [&] {
+                           bspec.retry.max_attempts = 3;
+                           return bspec;
+                         }())
+                  .ok());
+  ASSERT_TRUE(s.Start().ok());
+  auto a_run = *s.Trigger("a");
+  auto b_run = *s.Trigger("b");
+  ASSERT_TRUE(events_.WaitCount(RunEventKind::kStarted, 2));
+  auto b_queued = *s.Trigger("b");  // waits for b's slot
+  ASSERT_TRUE(s.RemoveJob("b").ok());
+  EXPECT_EQ(s.RemoveJob("b").code(), Code::kNotFound);
+  EXPECT_EQ(s.GetRun(b_queued)->status, RunStatus::kCancelled);
+  EXPECT_EQ(s.GetRun(b_queued)->error, "the job was removed");
+  EXPECT_EQ(s.Trigger("b").status().code(), Code::kNotFound);
+  EXPECT_EQ(s.JobNames(), std::vector<std::string>{"a"});
+  s.NotifyTableCommitted("raw.t", 2);
+  clock_.Set(T("2024-06-01T05:00:00Z"));  // b's cron would be due
+  gate_b.Open();
+  RunInfo b = Wait(s, b_run);
+  EXPECT_EQ(b.status, RunStatus::kFailed);  // recorded, not retried
+  EXPECT_EQ(b.attempt, 1);
+  EXPECT_EQ(s.GetRun(a_run)->status, RunStatus::kRunning);  // a was never touched
+  gate_a.Open();
+  EXPECT_EQ(Wait(s, a_run).status, RunStatus::kSucceeded);
+  EXPECT_EQ(Runs(s, "b").size(), 2u);  // no upstream, cron or retry run appeared
+  // The name can be registered again.
+  ASSERT_TRUE(
+      s.Register(MakeJob("b", [](RunContext&) -> Result<RunOutput> { return RunOutput{}; }), {})
+          .ok());
+  EXPECT_EQ(Wait(s, *s.Trigger("b")).status, RunStatus::kSucceeded);
+}
+
+// Replacing a job keeps its run in flight on the old Job; later runs use the new one, and the new
+// spec's upstream tables replace the old ones.
+TEST_F(SchedulerTest, ReplaceJobKeepsTheRunningRun) {
+  Scheduler& s = NewScheduler();
+  Gate gate;
+  JobSpec v1spec;
+  v1spec.upstream_tables = {"raw.old"};
+  ASSERT_TRUE(s.Register(MakeJob("m",
+                                 [&](RunContext&) -> Result<RunOutput> {
+                                   gate.Wait();
+                                   RunOutput o;
+                                   o.rows_out = 1;
+                                   return o;
+                                 }),
+                         v1spec)
+                  .ok());
+  ASSERT_TRUE(s.Start().ok());
+  auto first = *s.Trigger("m");
+  ASSERT_TRUE(events_.WaitCount(RunEventKind::kStarted, 1));
+  JobSpec v2spec;
+  v2spec.upstream_tables = {"raw.new"};
+  auto v2 = [](RunContext&) -> Result<RunOutput> {
+    RunOutput o;
+    o.rows_out = 2;
+    return o;
+  };
+  EXPECT_EQ(s.ReplaceJob(MakeJob("nope", v2), v2spec).code(), Code::kNotFound);
+  ASSERT_TRUE(s.ReplaceJob(MakeJob("m", v2), v2spec).ok());
+  EXPECT_EQ(s.GetRun(first)->status, RunStatus::kRunning);
+  gate.Open();
+  RunInfo r1 = Wait(s, first);
+  EXPECT_EQ(r1.status, RunStatus::kSucceeded);
+  EXPECT_EQ(r1.rows_out, 1);  // the old job finished its run
+  EXPECT_EQ(Wait(s, *s.Trigger("m")).rows_out, 2);
+  s.NotifyTableCommitted("raw.old", 1);  // no longer an input
+  s.NotifyTableCommitted("raw.new", 1);
+  ASSERT_TRUE(events_.WaitCount(RunEventKind::kFinished, 3, "m"));
+  auto runs = Runs(s, "m");
+  ASSERT_EQ(runs.size(), 3u);
+  int upstream = 0;
+  for (const auto& r : runs) {
+    if (r.trigger != Trigger::kUpstream) continue;
+    ++upstream;
+    EXPECT_NE(r.params.find("raw.new"), std::string::npos) << r.params;
+    EXPECT_EQ(r.rows_out, 2);
+  }
+  EXPECT_EQ(upstream, 1);
+}
+
+// Jobs added and removed from several threads while runs go on: every run ends, nothing hangs.
+TEST_F(SchedulerTest, ConcurrentAddRemoveAndTriggers) {
+  Scheduler& s = NewScheduler();
+  ASSERT_TRUE(s.Start().ok());
+  auto fn = [](RunContext&) -> Result<RunOutput> { return RunOutput{}; };
+  ASSERT_TRUE(s.Register(MakeJob("stable", fn), {}).ok());
+  std::vector<std::thread> threads;
+  std::atomic<int> stable_ok{0};
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 30; ++i) {
+        std::string name = "j" + std::to_string(t) + "_" + std::to_string(i % 3);
+        JobSpec spec;
+        spec.upstream_tables = {"raw.x"};
+        if (s.Register(MakeJob(name, fn), spec).ok()) {
+          (void)s.Trigger(name);
+          s.NotifyTableCommitted("raw.x", i);
+          if (i % 2) (void)s.ReplaceJob(MakeJob(name, fn), {});
+          EXPECT_TRUE(s.RemoveJob(name).ok());
+        }
+        auto id = s.Trigger("stable");
+        if (id.ok() && s.WaitForRun(*id, 10s)->status == RunStatus::kSucceeded) ++stable_ok;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(stable_ok.load(), 90);
+  EXPECT_EQ(s.JobNames(), std::vector<std::string>{"stable"});
+  s.Stop();
+  RunFilter f;
+  f.limit = 100000;
+  f.status = RunStatus::kRunning;
+  EXPECT_TRUE(s.ListRuns(f)->empty());
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ using catalog::Definitions;
 struct Realtime::Applied {
   std::vector<stream::StreamDefinition> streams;
   std::vector<features::FeatureView> views;
+  std::map<std::string, std::string> view_bodies;  // name -> definition text (what changed)
   const stream::StreamDefinition* FindStream(std::string_view name) const {
     for (const auto& s : streams) {
       if (s.name == name) return &s;
@@ -151,7 +152,22 @@ Result<ProjectFiles> Realtime::ReadProject() {
   return out;
 }
 
-Status Realtime::Reload() {
+std::vector<std::string> Realtime::DefinitionKinds() const { return {"stream", "feature_view"}; }
+
+Result<std::vector<flow::Definition>> Realtime::ReadDefinitions() {
+  ASSIGN_OR_RETURN(ProjectFiles files, ReadProject());
+  return std::move(files.definitions);
+}
+
+std::string Realtime::DeleteNote(const flow::Definition& d) const {
+  if (d.kind == "stream") {
+    return "raw." + d.name +
+           " is kept; events are no longer accepted; the log keeps what it holds until retention";
+  }
+  return "features." + d.name + " is kept; online values are no longer updated";
+}
+
+Result<std::shared_ptr<Realtime::Applied>> Realtime::LoadApplied() {
   Definitions defs(catalog_);
   ASSIGN_OR_RETURN(auto all, defs.List());
   auto applied = std::make_shared<Applied>();
@@ -162,6 +178,7 @@ Status Realtime::Reload() {
     } else if (d.kind == "feature_view") {
       ASSIGN_OR_RETURN(auto view, features::ParseFeatureView(d.body, d.origin));
       applied->views.push_back(std::move(view));
+      applied->view_bodies[d.name] = d.body;
     }
   }
   {
@@ -180,50 +197,123 @@ Status Realtime::Reload() {
       if (!st.ok()) spdlog::error("realtime: table ownership: {}", st.ToString());
     }
   }
+  return applied;
+}
+
+Status Realtime::ApplyChanges(const std::vector<flow::DefinitionChange>& changes) {
+  std::lock_guard<std::mutex> apply_lock(apply_mu_);
+  ASSIGN_OR_RETURN(std::shared_ptr<Applied> applied, LoadApplied());
+  std::set<std::string> restart;
+  for (const auto& c : changes) {
+    if (c.definition.kind == "stream" && c.kind != catalog::Definitions::ChangeKind::kDelete) {
+      const stream::StreamDefinition* s = applied->FindStream(c.definition.name);
+      if (!s) continue;
+      RETURN_IF_ERROR(log_->RegisterStream(s->ToStreamOptions()).WithContext("stream " + s->name));
+      RETURN_IF_ERROR(archiver_->AddStream(*s).WithContext("archiving stream " + s->name));
+    } else if (c.definition.kind == "feature_view") {
+      restart.insert(c.definition.name);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& s : applied->streams) {
+      if (!counters_.count(s.name)) counters_[s.name] = std::make_shared<StreamCounters>();
+    }
+    applied_ = applied;  // before the processors: a view's stream is accepted first
+  }
+  return SyncProcessors(*applied, restart);
+}
+
+Status Realtime::Reload() {
+  std::lock_guard<std::mutex> apply_lock(apply_mu_);
+  ASSIGN_OR_RETURN(std::shared_ptr<Applied> applied, LoadApplied());
   for (const auto& s : applied->streams) {
     RETURN_IF_ERROR(log_->RegisterStream(s.ToStreamOptions()).WithContext("stream " + s.name));
     RETURN_IF_ERROR(archiver_->AddStream(s).WithContext("archiving stream " + s.name));
   }
-  // The processor is built for a set of views: replace it.
-  std::shared_ptr<features::StreamProcessor> old;
+  // A view whose definition differs from the one its processor runs is restarted.
+  std::set<std::string> restart;
+  std::shared_ptr<const Applied> old = this->applied();
+  for (const auto& [name, body] : applied->view_bodies) {
+    if (!old || !old->view_bodies.count(name) || old->view_bodies.at(name) != body) {
+      restart.insert(name);
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    old = std::move(processor_);
     for (const auto& s : applied->streams) {
       if (!counters_.count(s.name)) counters_[s.name] = std::make_shared<StreamCounters>();
     }
+    applied_ = applied;
   }
-  if (old) old->Stop();
-  old.reset();
+  return SyncProcessors(*applied, restart);
+}
+
+Result<std::shared_ptr<features::StreamProcessor>> Realtime::StartProcessor(
+    const features::FeatureView& view) {
   features::ProcessorOptions po;
   po.lake = lake_;
   po.catalog = catalog_;
   po.loader = loader_.get();
   po.scratch_dir = options_.scratch / "feature-log";
   RETURN_IF_ERROR(CreateDirs(po.scratch_dir));
-  std::vector<features::FeatureView> stream_views;
-  for (const auto& v : applied->views) {
-    if (v.kind == features::ViewKind::kStream) stream_views.push_back(v);
-  }
   ASSIGN_OR_RETURN(auto processor,
-                   features::StreamProcessor::Create(log_.get(), online_.get(), stream_views, po));
+                   features::StreamProcessor::Create(log_.get(), online_.get(), {view}, po));
   if (options_.background) RETURN_IF_ERROR(processor->Start());
-  std::lock_guard<std::mutex> lock(mu_);
-  processor_ = std::move(processor);
-  applied_ = applied;
-  return Status::Ok();
+  return std::shared_ptr<features::StreamProcessor>(std::move(processor));
 }
 
-void Realtime::Stop() {
-  std::shared_ptr<features::StreamProcessor> p;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    p = processor_;
+Status Realtime::SyncProcessors(const Applied& applied, const std::set<std::string>& restart) {
+  std::shared_ptr<const Processors> current = processors();
+  auto next = std::make_shared<Processors>();
+  std::vector<std::shared_ptr<features::StreamProcessor>> retired;
+  std::set<std::string> wanted;
+  for (const auto& v : applied.views) {
+    if (v.kind == features::ViewKind::kStream) wanted.insert(v.name);
   }
-  if (p) {
+  for (const auto& [name, r] : current->by_view) {
+    if (!wanted.count(name) || restart.count(name)) {
+      retired.push_back(r.processor);
+    } else {
+      next->by_view[name] = r;
+    }
+  }
+  // Stop the retired ones first: a replacement reads the same consumer offsets and state.
+  for (auto& p : retired) {
     Status s = p->FlushLog();
     if (!s.ok()) spdlog::warn("features: flushing the feature log: {}", s.ToString());
     p->Stop();
+  }
+  Status result = Status::Ok();
+  for (const auto& v : applied.views) {
+    if (v.kind != features::ViewKind::kStream || next->by_view.count(v.name)) continue;
+    auto p = StartProcessor(v);
+    if (!p.ok()) {
+      if (result.ok()) result = p.status().WithContext("feature view " + v.name);
+      continue;
+    }
+    next->by_view[v.name] = Running{*p, NowMicros()};
+  }
+  for (const auto& v : applied.views) {
+    auto it = next->by_view.find(v.name);
+    if (it != next->by_view.end()) next->by_stream[v.stream].push_back(it->second.processor);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  processors_ = std::move(next);
+  return result;
+}
+
+std::shared_ptr<const Realtime::Processors> Realtime::processors() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return processors_;
+}
+
+void Realtime::Stop() {
+  std::shared_ptr<const Processors> ps = processors();
+  for (const auto& [name, r] : ps->by_view) {
+    Status s = r.processor->FlushLog();
+    if (!s.ok()) spdlog::warn("features: flushing the feature log: {}", s.ToString());
+    r.processor->Stop();
   }
   if (archiver_) archiver_->Stop();
 }
@@ -248,12 +338,12 @@ void Realtime::Ingest(const std::string& name, std::string body,
     return;
   }
   std::shared_ptr<StreamCounters> counters;
-  std::shared_ptr<features::StreamProcessor> processor;
+  std::shared_ptr<const Processors> processors;
   {
     std::lock_guard<std::mutex> lock(mu_);
     counters = counters_[name];
     if (!counters) counters = counters_[name] = std::make_shared<StreamCounters>();
-    processor = processor_;
+    processors = processors_;
   }
   counters->requests.fetch_add(1, std::memory_order_relaxed);
   auto batch = stream::ValidateEvents(*def, body, NowMicros());
@@ -270,7 +360,7 @@ void Realtime::Ingest(const std::string& name, std::string body,
     return;
   }
   log_->AppendAsync(name, std::move(batch->accepted),
-                    [report, counters, processor, name,
+                    [report, counters, processors, name,
                      done = std::move(done)](Result<stream::AppendResult> r) mutable {
                       if (!r.ok()) {
                         done(r.status());
@@ -285,20 +375,27 @@ void Realtime::Ingest(const std::string& name, std::string body,
                       }
                       counters->accepted.fetch_add(report->accepted, std::memory_order_relaxed);
                       counters->duplicates.fetch_add(report->duplicates, std::memory_order_relaxed);
-                      if (processor) processor->Notify(name);
+                      if (auto it = processors->by_stream.find(name);
+                          it != processors->by_stream.end()) {
+                        for (const auto& p : it->second) p->Notify(name);
+                      }
                       done(std::move(*report));
                     });
 }
 
 Result<features::FeatureVector> Realtime::Online(const std::string& view, const std::string& key,
                                                  int64_t read_time_us) {
-  std::shared_ptr<features::StreamProcessor> p;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    p = processor_;
-  }
-  if (!p) return Unavailable("the feature processor is not running");
-  return p->Get(view, key, read_time_us);
+  std::shared_ptr<const Processors> ps = processors();
+  auto it = ps->by_view.find(view);
+  if (it == ps->by_view.end()) return NotFound("no feature view '" + view + "'");
+  return it->second.processor->Get(view, key, read_time_us);
+}
+
+Result<Micros> Realtime::ViewRunningSince(const std::string& view) {
+  std::shared_ptr<const Processors> ps = processors();
+  auto it = ps->by_view.find(view);
+  if (it == ps->by_view.end()) return NotFound("no running feature view '" + view + "'");
+  return it->second.started_at;
 }
 
 Status Realtime::Maintain() {
@@ -323,12 +420,12 @@ Result<std::string> Realtime::StreamJson(const std::string& name) {
   const stream::StreamDefinition* def = a->FindStream(name);
   if (!def) return NotFound("no stream '" + name + "'");
   std::shared_ptr<StreamCounters> counters;
-  std::shared_ptr<features::StreamProcessor> processor;
+  std::shared_ptr<const Processors> processors;
   {
     std::lock_guard<std::mutex> lock(mu_);
     counters = counters_[name];
     if (!counters) counters = counters_[name] = std::make_shared<StreamCounters>();
-    processor = processor_;
+    processors = processors_;
   }
   ASSIGN_OR_RETURN(auto ends, log_->EndOffsets(name));
   ASSIGN_OR_RETURN(auto ranges, log_->Offsets(name));
@@ -400,8 +497,9 @@ Result<std::string> Realtime::StreamJson(const std::string& name) {
   }
   w.Key("views").BeginArray();
   for (const auto& v : a->views) {
-    if (v.stream != name || !processor) continue;
-    auto st = processor->Stats(v.name);
+    auto p = processors->by_view.find(v.name);
+    if (v.stream != name || p == processors->by_view.end()) continue;
+    auto st = p->second.processor->Stats(v.name);
     if (!st.ok()) continue;
     int64_t lag = 0;
     for (const auto& p : st->partitions) lag += p.lag;
@@ -420,6 +518,7 @@ Result<std::string> Realtime::StreamJson(const std::string& name) {
         .Double(static_cast<double>(st->last_delay_us) / 1000.0);
     if (st->last_event_time_us)
       w.Key("last_event_time").String(FormatRfc3339(st->last_event_time_us));
+    w.Key("running_since").String(FormatRfc3339(p->second.started_at));
     w.EndObject();
   }
   w.EndArray().EndObject();

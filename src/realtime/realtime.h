@@ -7,13 +7,17 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "catalog/catalog.h"
+#include "core/time.h"
 #include "features/features.h"
+#include "flow/definition_kind.h"
 #include "lake/lake.h"
 #include "sql/sql.h"
 #include "stream/archive.h"
@@ -59,18 +63,30 @@ struct StreamCounters {
   std::atomic<int64_t> requests{0};
 };
 
-// Thread-safe.
-class Realtime {
+// Thread-safe. Each applied stream feature view runs in a stream processor of its own, so a view
+// is added, replaced or removed without touching the others.
+class Realtime : public flow::DefinitionKind {
  public:
   static Result<std::unique_ptr<Realtime>> Open(catalog::Store* catalog, lake::Lake* lake,
                                                 RealtimeOptions options);
-  ~Realtime();
+  ~Realtime() override;
   static std::vector<catalog::Migration> Migrations();
 
   // Reads streams/*.yaml and features/*.yaml and validates them together (a view's stream, its
   // fields and their types). Errors name file, line and reason.
   Result<ProjectFiles> ReadProject();
-  // Loads the applied definitions from the catalog: registers streams, archiver and processor.
+
+  // flow::DefinitionKind: "stream" and "feature_view".
+  std::vector<std::string> DefinitionKinds() const override;
+  Result<std::vector<flow::Definition>> ReadDefinitions() override;
+  std::string DeleteNote(const flow::Definition& deleted) const override;
+  // Loads the applied definitions again; registers created or updated streams (log + archiver);
+  // starts a processor for each created view, replaces the processor of each updated view
+  // (its state is rebuilt when its fingerprint changed) and stops that of each deleted view.
+  // Unchanged views keep their processor, state and position.
+  Status ApplyChanges(const std::vector<flow::DefinitionChange>& changes) override;
+  // Loads the applied definitions from the catalog and brings streams and processors in line
+  // with them (a processor for each view that has none or whose definition changed).
   Status Reload();
   void Stop();
 
@@ -87,6 +103,10 @@ class Realtime {
   Result<std::string> StreamJson(const std::string& stream);
   std::vector<std::string> StreamNames();
 
+  // When the processor of `view` started (it keeps running across applies that leave the view
+  // unchanged); kNotFound for a view without one. Also in StreamJson as "running_since".
+  Result<Micros> ViewRunningSince(const std::string& view);
+
   // Retention: deletes log records past each stream's retention (never past a durable consumer:
   // the archiver and the feature views). Called periodically by the server.
   Status Maintain();
@@ -102,6 +122,7 @@ class Realtime {
   Realtime(catalog::Store* catalog, lake::Lake* lake, RealtimeOptions options);
   struct Applied;
   std::shared_ptr<const Applied> applied();
+  Result<std::shared_ptr<Applied>> LoadApplied();
 
   catalog::Store* catalog_;
   lake::Lake* lake_;
@@ -110,9 +131,28 @@ class Realtime {
   std::unique_ptr<features::OnlineStore> online_;
   std::unique_ptr<sql::Engine> loader_;
   std::unique_ptr<stream::Archiver> archiver_;
-  std::mutex mu_;  // guards applied_, processor_, counters_
+  // The running processors, one per stream view; replaced as a whole (copy on write).
+  struct Running {
+    std::shared_ptr<features::StreamProcessor> processor;
+    Micros started_at = 0;
+  };
+  struct Processors {
+    std::map<std::string, Running, std::less<>> by_view;
+    std::map<std::string, std::vector<std::shared_ptr<features::StreamProcessor>>, std::less<>>
+        by_stream;
+  };
+  std::shared_ptr<const Processors> processors();
+  // Starts a processor for `view` (not started when options_.background is off).
+  Result<std::shared_ptr<features::StreamProcessor>> StartProcessor(
+      const features::FeatureView& view);
+  // Brings the processors in line with `applied`: views in `restart` (and views without one)
+  // get a new processor, views no longer applied lose theirs.
+  Status SyncProcessors(const Applied& applied, const std::set<std::string>& restart);
+
+  std::mutex apply_mu_;  // one ApplyChanges / Reload at a time
+  std::mutex mu_;        // guards applied_, processors_, counters_
   std::shared_ptr<const Applied> applied_;
-  std::shared_ptr<features::StreamProcessor> processor_;
+  std::shared_ptr<const Processors> processors_ = std::make_shared<Processors>();
   std::map<std::string, std::shared_ptr<StreamCounters>, std::less<>> counters_;
 };
 

@@ -38,6 +38,7 @@ Status AddAllRoutes(Router& router, Services* services) {
   RETURN_IF_ERROR(AddTokenRoutes(router, services));
   RETURN_IF_ERROR(AddBatchRoutes(router, services));
   RETURN_IF_ERROR(AddStreamRoutes(router, services));
+  RETURN_IF_ERROR(AddMetricsRoutes(router, services));
   OpenApiInfo info;
   info.version = services->version;
   info.description = "lakeloop: lakehouse, streaming features and the MLOps loop in one server.";

@@ -225,19 +225,21 @@ Status RunStore::RenewLeases(const std::string& owner, Micros now, Micros lease_
   return txn->Commit();
 }
 
-Result<int64_t> RunStore::FailInterrupted(const std::string& owner, Micros now) {
+Result<int64_t> RunStore::FailInterrupted(const std::string& owner, Micros now, bool any_owner) {
+  // With any_owner every running row qualifies (the lease is compared with the far future).
+  Micros expired_before = any_owner ? INT64_MAX : now;
   ASSIGN_OR_RETURN(auto txn, store_->Begin());
   RETURN_IF_ERROR(txn->Exec(
       "INSERT INTO flow_attempts (run_id, attempt, status, started_at, finished_at, error_code, "
       "error) SELECT id, attempt, 'failed', started_at, ?, 'unavailable', "
       "'interrupted by a restart' FROM flow_runs WHERE status = 'running' AND "
       "(owner = ? OR lease_expires_at < ?)",
-      {now, owner, now}));
+      {now, owner, expired_before}));
   RETURN_IF_ERROR(txn->Exec(
       "UPDATE flow_runs SET status = 'failed', finished_at = ?, error_code = 'unavailable', "
       "error = 'interrupted by a restart', lease_expires_at = 0 WHERE status = 'running' AND "
       "(owner = ? OR lease_expires_at < ?)",
-      {now, owner, now}));
+      {now, owner, expired_before}));
   int64_t n = txn->Changes();
   RETURN_IF_ERROR(txn->Commit());
   return n;

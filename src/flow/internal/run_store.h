@@ -45,7 +45,8 @@ class RunStore {
   // Renews the leases of `owner`'s running runs and fails other owners' runs whose lease expired.
   Status RenewLeases(const std::string& owner, Micros now, Micros lease_expires);
   // Fails running runs of `owner` or with an expired lease; returns how many.
-  Result<int64_t> FailInterrupted(const std::string& owner, Micros now);
+  // `any_owner`: every running row, whatever its owner or lease (the sole scheduler's start).
+  Result<int64_t> FailInterrupted(const std::string& owner, Micros now, bool any_owner = false);
   Result<std::vector<RunInfo>> QueuedRuns();
 
   // Cron: reads the last handled tick (inserting `now` when the job is new).
