@@ -32,6 +32,8 @@ struct RealtimeOptions {
   // leaves them off.
   bool background = true;
   int64_t archive_interval_ms = 1000;
+  // Events waiting for (or in) the event log's group commit; past it ingest answers 429.
+  size_t max_queue_events = 100'000;
 };
 
 struct ProjectFiles {
