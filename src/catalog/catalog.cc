@@ -181,11 +181,14 @@ Result<Role> TokenStore::Verify(std::string_view token) {
 }
 
 Status TokenStore::Revoke(std::string_view id) {
-  ASSIGN_OR_RETURN(auto txn, store_->Begin());
-  RETURN_IF_ERROR(txn->Exec("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                            {NowMicros(), std::string(id)}));
-  if (txn->Changes() == 0) return NotFound("no active token with id '" + std::string(id) + "'");
-  RETURN_IF_ERROR(txn->Commit());
+  {
+    ASSIGN_OR_RETURN(auto txn, store_->Begin());
+    RETURN_IF_ERROR(
+        txn->Exec("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                  {NowMicros(), std::string(id)}));
+    if (txn->Changes() == 0) return NotFound("no active token with id '" + std::string(id) + "'");
+    RETURN_IF_ERROR(txn->Commit());
+  }  // the transaction releases the store's connection before Load uses it
   return Load();
 }
 
@@ -201,7 +204,7 @@ Result<std::vector<Definitions::Definition>> Definitions::List(std::string_view 
   std::vector<Value> params;
   if (!kind.empty()) {
     sql += " WHERE kind = ?";
-    params.push_back(std::string(kind));
+    params.emplace_back(std::in_place_type<std::string>, kind);
   }
   sql += " ORDER BY kind, name";
   ASSIGN_OR_RETURN(Rows r, store_->Query(sql, params));

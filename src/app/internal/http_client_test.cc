@@ -39,9 +39,12 @@ class Peer {
         if (n <= 0) break;
         request_.append(buf, static_cast<size_t>(n));
       }
-      if (!answer_.empty()) ::send(c, answer_.data(), answer_.size(), MSG_NOSIGNAL);
-      // Wait until the client closes (a stalled peer never answers).
-      while (::recv(c, buf, sizeof(buf), 0) > 0) {
+      if (!answer_.empty()) {
+        ::send(c, answer_.data(), answer_.size(), MSG_NOSIGNAL);
+      } else {
+        // A stalled peer never answers: wait until the client gives up and closes.
+        while (::recv(c, buf, sizeof(buf), 0) > 0) {
+        }
       }
       ::close(c);
     });
