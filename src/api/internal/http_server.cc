@@ -420,6 +420,10 @@ void HttpServer::Impl::Session::OnRequest() {
           respond.SendError(door_ok);
         } else if (route->spec.execution == Execution::kInline) {
           if (server_->AuthorizeOrRespond(req, route->spec, respond)) Impl::Invoke(*route, ex);
+        } else if (route->spec.min_role != Role::kNone &&
+                   server_->throttle_->BlockedFor(req.remote_address) > 0) {
+          // A throttled address is answered (429) here: its flood never reaches the workers.
+          server_->AuthorizeOrRespond(req, route->spec, respond);
         } else {
           Impl* server = server_;
           bool queued = server->workers_->Submit([server, route, ex] {
