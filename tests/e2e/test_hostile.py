@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -203,6 +204,14 @@ def test_legitimate_clients_still_work(hostile):
     # The CLI through the running server (it sends its content types).
     p = run_cli(s.project, s.data, "sql", "SELECT count(*) AS n FROM raw.items", "--format", "csv")
     assert p.stdout.strip().splitlines()[-1] == "2"
+    # curl: the README's examples send their type; `curl -d` alone sends a form type (415).
+    sql = '{"sql": "SELECT 1 AS one"}'
+    ok = subprocess.run(["curl", "-s", "-H", "Content-Type: application/json",
+                         f"{s.url}/api/v1/sql", "-d", sql], capture_output=True, text=True)
+    assert json.loads(ok.stdout)["rows"] == [[1]], ok.stdout
+    bare = subprocess.run(["curl", "-s", f"{s.url}/api/v1/sql", "-d", sql],
+                          capture_output=True, text=True)
+    assert json.loads(bare.stdout)["error"]["code"] == "unsupported_media_type"
     # GET needs no content type; health from anywhere on loopback.
     assert requests.get(s.url + "/api/v1/tables", timeout=10).status_code == 200
     assert requests.get(f"http://localhost:{s.port}/api/v1/health", timeout=10).status_code == 200
