@@ -420,3 +420,16 @@ def test_full_ingest_queue_is_429_with_retry_after(tmp_path):
             except OSError:
                 pass
         s.stop()
+
+
+def test_cli_gives_up_on_a_stalled_answer(hostile):
+    """The CLI's client has a read timeout: a query that outlasts it fails with a clear error
+    naming the knob (the server interrupts the abandoned query)."""
+    s = hostile
+    p = run_cli(s.project, s.data, "--timeout", "0.3", "sql",
+                "SELECT sum(i * i) FROM range(10000000000) t(i)", check=False, timeout=60)
+    assert p.returncode != 0
+    assert "deadline_exceeded" in p.stderr + p.stdout and "--timeout" in p.stderr + p.stdout
+    assert requests.get(s.url + "/api/v1/health", timeout=10).status_code == 200
+    r = requests.post(s.url + "/api/v1/sql", json={"sql": "SELECT 1 AS x"}, timeout=30)
+    assert r.status_code == 200
