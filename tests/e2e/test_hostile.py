@@ -212,6 +212,15 @@ def test_legitimate_clients_still_work(hostile):
     bare = subprocess.run(["curl", "-s", f"{s.url}/api/v1/sql", "-d", sql],
                           capture_output=True, text=True)
     assert json.loads(bare.stdout)["error"]["code"] == "unsupported_media_type"
+    # Tokens may expire; a bad expiry is refused.
+    r = requests.post(s.url + "/api/v1/tokens", json={"role": "reader", "expires_in_s": 3600},
+                      timeout=10)
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    r = requests.get(s.url + "/api/v1/tables", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert r.status_code == 200
+    r = requests.post(s.url + "/api/v1/tokens", json={"role": "reader", "expires_in_s": 0}, timeout=10)
+    assert r.status_code == 400 and error_code(r) == "invalid_argument"
     # GET needs no content type; health from anywhere on loopback.
     assert requests.get(s.url + "/api/v1/tables", timeout=10).status_code == 200
     assert requests.get(f"http://localhost:{s.port}/api/v1/health", timeout=10).status_code == 200
