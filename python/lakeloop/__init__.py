@@ -17,6 +17,10 @@ import requests
 __all__ = ["Client", "LakeloopError"]
 
 
+_UPLOAD_TYPES = {"csv": "text/csv", "json": "application/x-ndjson",
+                 "parquet": "application/vnd.apache.parquet"}
+
+
 class LakeloopError(Exception):
     """An error reply: `code` is the stable wire code (e.g. "sql_error"), `status` the HTTP status."""
 
@@ -29,7 +33,8 @@ class LakeloopError(Exception):
 
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8080", token: Optional[str] = None,
-                 timeout: float = 60.0):
+                 timeout: float | tuple[float, float] = (5.0, 60.0)):
+        """`timeout`: seconds for each request, or (connect, read) as in requests."""
         self.url = url.rstrip("/")
         self.session = requests.Session()
         if token:
@@ -79,7 +84,10 @@ class Client:
         params: dict[str, Any] = {"format": format, "mode": mode}
         if expected_version is not None:
             params["expected_version"] = expected_version
-        return self._call("POST", f"/api/v1/tables/{table}/commits", params=params, data=data).json()
+        # The server accepts only declared content types on uploads (a form type never passes).
+        content_type = _UPLOAD_TYPES.get(format, "application/octet-stream")
+        return self._call("POST", f"/api/v1/tables/{table}/commits", params=params, data=data,
+                          headers={"Content-Type": content_type}).json()
 
     def lineage(self, table: str) -> dict:
         return self._call("GET", f"/api/v1/lineage/{table}").json()

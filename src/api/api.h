@@ -154,7 +154,12 @@ struct RouteSpec {
   // OpenAPI metadata.
   std::string summary;
   std::string tag;
-  std::string request_schema;   // JSON Schema text; empty = no request body
+  std::string request_schema;  // JSON Schema text; empty = no request body
+  // Media types (without parameters) a request body may have; checked on every method other than
+  // GET/HEAD/OPTIONS before auth and the handler (415 otherwise). An empty body without a
+  // Content-Type passes (a trigger such as POST /build); form types (urlencoded, multipart,
+  // text/plain: what a cross-site HTML form can send) never pass. Shown in OpenAPI.
+  std::vector<std::string> request_content_types = {"application/json"};
   std::string response_schema;  // JSON Schema text; empty = none documented
   std::string response_content_type = "application/json";
   std::vector<QueryParamSpec> query_params;
@@ -238,6 +243,22 @@ struct HttpServerOptions {
   // Require a valid token on every route above Role::kNone even on loopback. Auth is always
   // required when the listen address is not loopback.
   bool require_auth = false;
+
+  // The front door. Every request's Host must be a loopback name or address (localhost,
+  // 127.0.0.1, [::1]; any port), the listen address, or one of `allowed_hosts` ("host" for any
+  // port, "host:port"); else 421. A missing Host on HTTP/1.1 is 400.
+  std::vector<std::string> allowed_hosts;
+  // Browser origins ("http://localhost:5173", exact) allowed cross-origin: CORS preflights and
+  // Access-Control-Allow-Origin for them, and their state-changing requests pass. Empty: CORS off.
+  // A state-changing request whose Origin is neither same-origin nor listed is 403.
+  std::vector<std::string> cors_allowed_origins;
+  size_t max_connections = 1024;  // beyond: 503 + Retry-After, then close
+  // Request bodies held in memory (being read or handled) across all connections; a request that
+  // would pass it gets 503 + Retry-After before its body is read.
+  size_t max_inflight_body_bytes = 256 << 20;
+  // Bad bearer tokens per client address (IP) within a minute; past it, requests that need auth
+  // from that address get 429 + Retry-After until the minute is over.
+  size_t auth_failures_per_minute = 20;
 };
 
 // Serves a Router over HTTP/1.1 with keep-alive; requests on one connection are answered in order

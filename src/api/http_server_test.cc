@@ -43,11 +43,18 @@ struct HttpReply {
 
 class Conn {
  public:
-  explicit Conn(uint16_t port) {
+  // `source`: the client's own address ("127.0.0.2": every 127/8 address is loopback on Linux).
+  explicit Conn(uint16_t port, const char* source = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     timeval tv{5, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (source) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source, &local.sin_addr);
+      ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local));
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -127,7 +134,11 @@ class Conn {
 
 std::string Req(std::string_view method, std::string_view target, std::string_view body = "",
                 std::string_view extra_headers = "") {
-  std::string s = std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: t\r\n";
+  std::string s = std::string(method) + " " + std::string(target) + " HTTP/1.1\r\n";
+  if (extra_headers.find("Host:") == std::string_view::npos) s += "Host: localhost:8080\r\n";
+  if (!body.empty() && extra_headers.find("Content-Type:") == std::string_view::npos) {
+    s += "Content-Type: application/json\r\n";
+  }
   s += extra_headers;
   if (!body.empty() || method == "POST")
     s += "Content-Length: " + std::to_string(body.size()) + "\r\n";
@@ -205,7 +216,19 @@ class HttpServerTest : public ::testing::Test {
     add(Spec("GET", "/api/v1/tables/{zone}.{table}", Role::kReader, Execution::kWorker),
         [](const Request& r) { return Response::Json(Echo(r)); });
     add(Spec("POST", "/api/v1/tables/{zone}.{table}", Role::kWriter, Execution::kWorker),
-        [](const Request& r) { return Response::Json(Echo(r)); });
+        [this](const Request& r) {
+          writes_.fetch_add(1);
+          return Response::Json(Echo(r));
+        });
+    {
+      RouteSpec upload = Spec("POST", "/api/v1/upload", Role::kWriter, Execution::kWorker);
+      upload.request_content_types = {"text/csv", "application/vnd.apache.parquet"};
+      upload.request_schema = R"({"type":"string","format":"binary"})";
+      add(upload, [this](const Request& r) {
+        writes_.fetch_add(1);
+        return Response::Json(Echo(r));
+      });
+    }
     add(Spec("POST", "/api/v1/sql", Role::kReader, Execution::kInline),
         [](const Request& r) { return Response::Json(Echo(r)); });
     add(Spec("GET", "/api/v1/throws", Role::kReader, Execution::kWorker),
@@ -223,6 +246,11 @@ class HttpServerTest : public ::testing::Test {
                     .Add(Spec("GET", "/api/v1/dropped", Role::kReader, Execution::kWorker),
                          [](const Request&, Responder) {})
                     .ok());
+    add(Spec("POST", "/api/v1/slow", Role::kReader, Execution::kWorker), [this](const Request&) {
+      gate_.started.set_value();
+      gate_.released.wait_for(10s);
+      return Response::Json(R"({"slow":true})");
+    });
     add(Spec("GET", "/api/v1/slow", Role::kReader, Execution::kWorker), [this](const Request&) {
       gate_.started.set_value();
       gate_.released.wait_for(10s);
@@ -253,6 +281,7 @@ class HttpServerTest : public ::testing::Test {
   }
 
   FakeVerifier verifier_;
+  std::atomic<int> writes_{0};  // state-changing handlers that ran
   ThreadPool side_pool_{"side", 1};
   Gate gate_;
   std::promise<void> cancel_started_;
@@ -304,8 +333,9 @@ TEST_F(HttpServerTest, BodyOverLimitIs413) {
   StartServer(o);
   // Announces 1 MB, sends only the first 2 KB: the reply must not wait for the rest.
   Conn c(port_);
-  ASSERT_TRUE(c.Send("POST /api/v1/sql HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n" +
-                     std::string(2048, 'x')));
+  ASSERT_TRUE(
+      c.Send("POST /api/v1/sql HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\n\r\n" +
+             std::string(2048, 'x')));
   HttpReply r = c.Read();
   ASSERT_TRUE(r.ok);
   EXPECT_EQ(r.status, 413);
@@ -314,7 +344,7 @@ TEST_F(HttpServerTest, BodyOverLimitIs413) {
   Conn c2(port_);
   std::string chunk(2000, 'y');
   ASSERT_TRUE(
-      c2.Send("POST /api/v1/sql HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+      c2.Send("POST /api/v1/sql HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
               "7d0\r\n" +
               chunk + "\r\n"));
   HttpReply r2 = c2.Read();
@@ -605,8 +635,8 @@ TEST_F(HttpServerTest, ExpectContinueIsHonoured) {
   StartServer();
   Conn c(port_);
   ASSERT_TRUE(
-      c.Send("POST /api/v1/sql HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-             "Expect: 100-continue\r\n\r\n"));
+      c.Send("POST /api/v1/sql HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+             "Content-Type: application/json\r\nExpect: 100-continue\r\n\r\n"));
   HttpReply cont = c.Read();
   EXPECT_EQ(cont.status, 100);
   ASSERT_TRUE(c.Send("hello"));
@@ -661,6 +691,231 @@ TEST(HttpServerFileTest, BodyFileIsStreamedAndItsOwnerReleased) {
   // Both owners were released: their files are gone.
   EXPECT_TRUE(std::filesystem::is_empty(dir));
   std::filesystem::remove_all(dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The front door: Host, cross-site requests, content types, CORS, connection and body bounds,
+// bad-token throttling.
+
+TEST_F(HttpServerTest, HostOutsideTheAllowlistIs421) {
+  HttpServerOptions o;
+  o.allowed_hosts = {"lakeloop.internal", "api.example:9000"};
+  StartServer(o);
+  auto get = [&](std::string_view host_line) {
+    return Call(port_, "GET", "/api/v1/health", "", host_line).status;
+  };
+  EXPECT_EQ(get("Host: localhost\r\n"), 200);
+  EXPECT_EQ(get("Host: LOCALHOST:1234\r\n"), 200);
+  EXPECT_EQ(get("Host: 127.0.0.1:8080\r\n"), 200);
+  EXPECT_EQ(get("Host: [::1]:80\r\n"), 200);
+  EXPECT_EQ(get("Host: lakeloop.internal:443\r\n"), 200);
+  EXPECT_EQ(get("Host: api.example:9000\r\n"), 200);
+  EXPECT_EQ(get("Host: api.example:9001\r\n"), 421);
+  HttpReply evil = Call(port_, "GET", "/api/v1/health", "", "Host: evil.example:8080\r\n");
+  EXPECT_EQ(evil.status, 421);
+  EXPECT_EQ(evil.ErrorCode(), "misdirected_request");
+  EXPECT_NE(evil.body.find("evil.example"), std::string::npos);
+  EXPECT_NE(evil.body.find("server.allowed_hosts"), std::string::npos);
+  // A rebinding POST is refused before its handler runs.
+  HttpReply post = Call(port_, "POST", "/api/v1/tables/a.b", "{}", "Host: evil.example\r\n");
+  EXPECT_EQ(post.status, 421);
+  EXPECT_EQ(writes_.load(), 0);
+  // No Host on HTTP/1.1: 400; HTTP/1.0 had no Host.
+  Conn c(port_);
+  ASSERT_TRUE(c.Send("GET /api/v1/health HTTP/1.1\r\n\r\n"));
+  HttpReply missing = c.Read();
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_EQ(missing.ErrorCode(), "malformed_request");
+  Conn c10(port_);
+  ASSERT_TRUE(c10.Send("GET /api/v1/health HTTP/1.0\r\n\r\n"));
+  EXPECT_EQ(c10.Read().status, 200);
+}
+
+TEST_F(HttpServerTest, CrossSiteStateChangesAre403) {
+  StartServer();
+  std::string self = "Origin: http://localhost:" + std::to_string(port_) + "\r\n";
+  auto post = [&](std::string_view headers) {
+    return Call(port_, "POST", "/api/v1/tables/a.b", "{}", headers);
+  };
+  HttpReply evil = post("Origin: http://evil.example\r\n");
+  EXPECT_EQ(evil.status, 403);
+  EXPECT_EQ(evil.ErrorCode(), "permission_denied");
+  EXPECT_NE(evil.body.find("evil.example"), std::string::npos);
+  EXPECT_EQ(post("Origin: null\r\n").status, 403);
+  EXPECT_EQ(post("Sec-Fetch-Site: cross-site\r\n").status, 403);
+  EXPECT_EQ(post("Sec-Fetch-Site: same-site\r\nOrigin: http://other.localhost\r\n").status, 403);
+  EXPECT_EQ(post("Origin: http://localhost:1\r\n").status, 403);  // another port
+  EXPECT_EQ(post("Origin: https://localhost:" + std::to_string(port_) + "\r\n").status, 403);
+  EXPECT_EQ(writes_.load(), 0);
+  // Same origin, no Origin (curl), Sec-Fetch-Site same-origin: pass.
+  EXPECT_EQ(post(self).status, 200);
+  EXPECT_EQ(post("").status, 200);
+  EXPECT_EQ(post("Sec-Fetch-Site: same-origin\r\n" + self).status, 200);
+  EXPECT_EQ(writes_.load(), 3);
+  // Reads are not refused (the browser keeps the answer from the page: no CORS header).
+  HttpReply read = Call(port_, "GET", "/api/v1/tables/a.b", "", "Origin: http://evil.example\r\n");
+  EXPECT_EQ(read.status, 200);
+  EXPECT_EQ(read.Header("access-control-allow-origin"), "");
+}
+
+TEST_F(HttpServerTest, ContentTypesAreTheRoutesOrElse415) {
+  StartServer();
+  auto send = [&](std::string_view target, std::string_view body, std::string_view headers) {
+    Conn c(port_);
+    std::string req = "POST " + std::string(target) + " HTTP/1.1\r\nHost: localhost\r\n" +
+                      std::string(headers) + "Content-Length: " + std::to_string(body.size()) +
+                      "\r\n\r\n" + std::string(body);
+    if (!c.connected() || !c.Send(req)) return HttpReply{};
+    return c.Read();
+  };
+  for (std::string_view form : {"application/x-www-form-urlencoded", "multipart/form-data; b=x",
+                                "text/plain;charset=UTF-8"}) {
+    HttpReply r = send("/api/v1/tables/a.b", "{}", "Content-Type: " + std::string(form) + "\r\n");
+    EXPECT_EQ(r.status, 415) << form;
+    EXPECT_EQ(r.ErrorCode(), "unsupported_media_type");
+    EXPECT_NE(r.body.find("application/json"), std::string::npos);  // names the accepted type
+    // Even with no body at all.
+    EXPECT_EQ(send("/api/v1/tables/a.b", "", "Content-Type: " + std::string(form) + "\r\n").status,
+              415);
+  }
+  EXPECT_EQ(send("/api/v1/tables/a.b", "{}", "").status, 415);  // a body needs a type
+  EXPECT_EQ(send("/api/v1/tables/a.b", "{}", "Content-Type: text/csv\r\n").status, 415);
+  EXPECT_EQ(writes_.load(), 0);
+  EXPECT_EQ(send("/api/v1/tables/a.b", "{}", "Content-Type: application/json\r\n").status, 200);
+  EXPECT_EQ(
+      send("/api/v1/tables/a.b", "{}", "Content-Type: Application/JSON; charset=utf-8\r\n").status,
+      200);
+  EXPECT_EQ(send("/api/v1/tables/a.b", "", "").status, 200);  // a body-less trigger
+  // A route's declared types.
+  EXPECT_EQ(send("/api/v1/upload", "a,b\n1,2\n", "Content-Type: text/csv\r\n").status, 200);
+  HttpReply json = send("/api/v1/upload", "{}", "Content-Type: application/json\r\n");
+  EXPECT_EQ(json.status, 415);
+  EXPECT_NE(json.body.find("text/csv"), std::string::npos);
+  EXPECT_EQ(writes_.load(), 4);
+  // OpenAPI shows them.
+  HttpReply doc = Call(port_, "GET", "/api/v1/openapi.json");
+  EXPECT_NE(doc.body.find("application/vnd.apache.parquet"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, CorsOnlyForListedOrigins) {
+  {  // Off by default: preflights refused, no ACAO.
+    StartServer();
+    HttpReply pre = Call(port_, "OPTIONS", "/api/v1/sql", "",
+                         "Origin: http://app.example\r\nAccess-Control-Request-Method: POST\r\n");
+    EXPECT_EQ(pre.status, 403);
+    EXPECT_EQ(pre.Header("access-control-allow-origin"), "");
+    server_->Stop(1s);
+    server_.reset();
+  }
+  HttpServerOptions o;
+  o.cors_allowed_origins = {"http://app.example:5173"};
+  StartServer(o);
+  const std::string app = "Origin: http://app.example:5173\r\n";
+  HttpReply pre = Call(port_, "OPTIONS", "/api/v1/tables/a.b", "",
+                       app +
+                           "Access-Control-Request-Method: POST\r\n"
+                           "Access-Control-Request-Headers: authorization, content-type\r\n");
+  EXPECT_EQ(pre.status, 204);
+  EXPECT_EQ(pre.Header("access-control-allow-origin"), "http://app.example:5173");
+  EXPECT_EQ(pre.Header("vary"), "Origin");
+  EXPECT_NE(pre.Header("access-control-allow-methods").find("POST"), std::string::npos);
+  EXPECT_NE(pre.Header("access-control-allow-headers").find("Authorization"), std::string::npos);
+  EXPECT_NE(pre.Header("access-control-allow-headers").find("Content-Type"), std::string::npos);
+  HttpReply other =
+      Call(port_, "OPTIONS", "/api/v1/tables/a.b", "",
+           "Origin: http://app.example:5174\r\nAccess-Control-Request-Method: POST\r\n");
+  EXPECT_EQ(other.status, 403);
+  EXPECT_EQ(other.Header("access-control-allow-origin"), "");
+  // Actual requests: the listed origin may write and reads its answer; another may not.
+  HttpReply write = Call(port_, "POST", "/api/v1/tables/a.b", "{}", app);
+  EXPECT_EQ(write.status, 200);
+  EXPECT_EQ(write.Header("access-control-allow-origin"), "http://app.example:5173");
+  EXPECT_EQ(
+      Call(port_, "POST", "/api/v1/tables/a.b", "{}", "Origin: http://app.example\r\n").status,
+      403);
+  HttpReply read = Call(port_, "GET", "/api/v1/health", "", "Origin: http://app.example\r\n");
+  EXPECT_EQ(read.Header("access-control-allow-origin"), "");
+}
+
+TEST_F(HttpServerTest, ConnectionsPastTheLimitGet503) {
+  HttpServerOptions o;
+  o.max_connections = 2;
+  StartServer(o);
+  // Two live keep-alive connections (each answered once, so the server holds both).
+  Conn a(port_), b(port_);
+  ASSERT_TRUE(a.Send(Req("GET", "/api/v1/health")) && b.Send(Req("GET", "/api/v1/health")));
+  ASSERT_EQ(a.Read().status, 200);
+  ASSERT_EQ(b.Read().status, 200);
+  Conn c(port_);
+  ASSERT_TRUE(c.connected());
+  c.Send(Req("GET", "/api/v1/health"));
+  HttpReply busy = c.Read();
+  ASSERT_TRUE(busy.ok);
+  EXPECT_EQ(busy.status, 503);
+  EXPECT_EQ(busy.ErrorCode(), "unavailable");
+  EXPECT_EQ(busy.Header("retry-after"), "1");
+  EXPECT_TRUE(c.ReadsEof());
+  // The live ones still work; once one closes, a new connection is served (bounded poll).
+  ASSERT_TRUE(a.Send(Req("GET", "/api/v1/health")));
+  EXPECT_EQ(a.Read().status, 200);
+  b.Close();
+  int status = 0;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s;
+       status != 200 && std::chrono::steady_clock::now() < deadline;) {
+    status = Call(port_, "GET", "/api/v1/health").status;
+  }
+  EXPECT_EQ(status, 200);
+}
+
+TEST_F(HttpServerTest, BodiesInMemoryPastTheBoundGet503) {
+  HttpServerOptions o;
+  o.max_body_bytes = 4096;
+  o.max_inflight_body_bytes = 4096;
+  StartServer(o);
+  // A 3000-byte body held by a handler that has not answered yet.
+  Conn a(port_);
+  ASSERT_TRUE(a.Send(Req("POST", "/api/v1/slow", std::string(3000, 'a'))));
+  gate_.started.get_future().wait();
+  // 2000 more do not fit: refused from the announced length, before the body is read.
+  Conn b(port_);
+  ASSERT_TRUE(
+      b.Send("POST /api/v1/sql HTTP/1.1\r\nHost: localhost\r\n"
+             "Content-Type: application/json\r\nContent-Length: 2000\r\n\r\n"));
+  HttpReply busy = b.Read();
+  EXPECT_EQ(busy.status, 503);
+  EXPECT_EQ(busy.ErrorCode(), "unavailable");
+  EXPECT_EQ(busy.Header("retry-after"), "1");
+  // Small ones still fit.
+  EXPECT_EQ(Call(port_, "POST", "/api/v1/sql", std::string(500, 'b')).status, 200);
+  gate_.release.set_value();
+  EXPECT_EQ(a.Read().status, 200);
+  // Released with the answer: the 2000 bytes fit now.
+  EXPECT_EQ(Call(port_, "POST", "/api/v1/sql", std::string(2000, 'c')).status, 200);
+}
+
+TEST_F(HttpServerTest, BadTokenFloodIsThrottledPerAddress) {
+  HttpServerOptions o;
+  o.auth_failures_per_minute = 5;
+  StartServer(o);
+  auto get = [&](const char* source, std::string_view token, std::string_view target) {
+    Conn c(port_, source);
+    if (!c.connected() || !c.Send(Req("GET", target, "", Bearer(token)))) return HttpReply{};
+    return c.Read();
+  };
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(get("127.0.0.2", "bad-" + std::to_string(i), "/api/v1/tables/a.b").status, 401);
+  }
+  HttpReply limited = get("127.0.0.2", "bad-x", "/api/v1/tables/a.b");
+  EXPECT_EQ(limited.status, 429);
+  EXPECT_EQ(limited.ErrorCode(), "resource_exhausted");
+  EXPECT_FALSE(limited.Header("retry-after").empty());
+  EXPECT_GT(std::stoi(limited.Header("retry-after")), 0);
+  // That address may not try a good one either until the minute is over...
+  EXPECT_EQ(get("127.0.0.2", "reader-token", "/api/v1/tables/a.b").status, 429);
+  // ...but open routes answer it, and other addresses are not affected.
+  EXPECT_EQ(get("127.0.0.2", "bad-y", "/api/v1/health").status, 200);
+  EXPECT_EQ(get("127.0.0.1", "reader-token", "/api/v1/tables/a.b").status, 200);
+  EXPECT_EQ(get("127.0.0.1", "bad-z", "/api/v1/tables/a.b").status, 401);
 }
 
 }  // namespace

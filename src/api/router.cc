@@ -309,7 +309,9 @@ void WriteOperation(JsonWriter& w, const Router::Route& r) {
   w.EndArray();
   if (!s.request_schema.empty()) {
     w.Key("requestBody").BeginObject().Key("required").Bool(true).Key("content").BeginObject();
-    w.Key("application/json").BeginObject().Key("schema").Raw(s.request_schema).EndObject();
+    for (const auto& type : s.request_content_types) {
+      w.Key(type).BeginObject().Key("schema").Raw(s.request_schema).EndObject();
+    }
     w.EndObject().EndObject();
   }
   w.Key("responses").BeginObject();

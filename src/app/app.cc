@@ -114,6 +114,7 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     ro.background = mode == Mode::kServer;
     ro.query_timeout_ms = config.limits.loads_query_timeout_ms;
     ro.interrupt_group = app->interrupts_;
+    ro.max_queue_events = static_cast<size_t>(config.server.ingest_queue_events);
     ASSIGN_OR_RETURN(app->realtime_,
                      realtime::Realtime::Open(app->catalog_.get(), app->lake_.get(), ro));
     app->definition_kinds_ = {app->batch_.get(), app->realtime_.get()};
@@ -266,8 +267,8 @@ Result<std::string> LocalAdminToken(const Paths& paths, catalog::TokenStore& tok
     if (role.ok() && *role == catalog::Role::kAdmin) return *text;
   }
   ASSIGN_OR_RETURN(auto created, tokens.Create(catalog::Role::kAdmin, "local-cli"));
-  RETURN_IF_ERROR(WriteFileAtomic(paths.admin_token(), created.token));
-  ::chmod(paths.admin_token().c_str(), 0600);
+  // 0600 from the first byte: the temporary file is created with it, then renamed.
+  RETURN_IF_ERROR(WriteFileAtomic(paths.admin_token(), created.token, 0600));
   return created.token;
 }
 
@@ -283,6 +284,11 @@ Status App::Serve(const std::optional<std::string>& listen) {
   ho.worker_threads = static_cast<size_t>(config_.server.worker_threads);
   ho.max_body_bytes = static_cast<size_t>(config_.server.max_body_bytes);
   ho.require_auth = config_.server.require_auth;
+  ho.allowed_hosts = config_.server.allowed_hosts;
+  ho.cors_allowed_origins = config_.server.cors_allowed_origins;
+  ho.max_connections = static_cast<size_t>(config_.server.max_connections);
+  ho.max_inflight_body_bytes = static_cast<size_t>(config_.server.max_inflight_body_bytes);
+  ho.auth_failures_per_minute = static_cast<size_t>(config_.server.auth_failures_per_minute);
   RETURN_IF_ERROR(LocalAdminToken(paths_, *tokens_).status());
   api::CatalogTokenVerifier verifier(tokens_.get());
   api::HttpServer server(ho, std::move(router), &verifier);
@@ -301,8 +307,7 @@ Status App::Serve(const std::optional<std::string>& listen) {
       .Key("auth_required")
       .Bool(server.auth_required())
       .EndObject();
-  RETURN_IF_ERROR(WriteFileAtomic(paths_.server_file(), info));
-  ::chmod(paths_.server_file().c_str(), 0600);
+  RETURN_IF_ERROR(WriteFileAtomic(paths_.server_file(), info, 0600));
   if (!IsLoopback(ho.listen)) {
     spdlog::info("listening beyond loopback: every request needs a token (lakeloop token create)");
   }

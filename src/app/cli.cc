@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -66,8 +67,8 @@ Result<std::optional<Remote>> FindServer(const Paths& paths) {
 Result<std::string> Call(const Remote& r, const std::string& method, const std::string& path,
                          const std::string& body, std::string accept = "application/json",
                          std::string content_type = "application/json") {
-  std::vector<std::pair<std::string, std::string>> headers = {{"Accept", accept},
-                                                              {"Content-Type", content_type}};
+  std::vector<std::pair<std::string, std::string>> headers = {{"Accept", accept}};
+  if (!body.empty()) headers.push_back({"Content-Type", content_type});
   if (!r.token.empty()) headers.push_back({"Authorization", "Bearer " + r.token});
   ASSIGN_OR_RETURN(HttpResponse resp, HttpRequest(r.url, method, path, body, headers));
   if (resp.status >= 400) {
@@ -524,6 +525,16 @@ int Main(int argc, char** argv) {
   cli.add_option("--data", g.data,
                  "data folder: catalog, lake, logs (default: <project>/.lakeloop)");
   cli.add_option("--log-level", g.log_level, "trace|debug|info|warn|error");
+  // The HTTP client's read timeout (HttpClientOptions::FromEnv reads it from the environment).
+  cli.add_option_function<double>(
+         "--timeout",
+         [](double seconds) {
+           std::string ms = std::to_string(static_cast<int64_t>(seconds * 1000));
+           ::setenv("LAKELOOP_READ_TIMEOUT_MS", ms.c_str(), 1);
+         },
+         "longest wait for the running server's answer, in seconds (default 600; also "
+         "LAKELOOP_READ_TIMEOUT_MS, and LAKELOOP_CONNECT_TIMEOUT_MS for connecting, default 5 s)")
+      ->check(CLI::PositiveNumber);
 
   std::optional<std::string> listen;
   auto* up = cli.add_subcommand("up", "start the server on this data directory");

@@ -123,10 +123,33 @@ std::vector<Migration> TokenStore::Migrations() {
            " role TEXT NOT NULL,"
            " name TEXT NOT NULL DEFAULT '',"
            " created_at BIGINT NOT NULL,"
-           " revoked_at BIGINT)"}};
+           " revoked_at BIGINT)"},
+          {"tokens", 2, "ALTER TABLE tokens ADD COLUMN expires_at BIGINT"}};
 }
 
-Result<TokenStore::Created> TokenStore::Create(Role role, std::string_view name) {
+Status TokenStore::Load() {
+  ASSIGN_OR_RETURN(Rows rows, store_->Query("SELECT token_sha256, role, expires_at FROM tokens "
+                                            "WHERE revoked_at IS NULL",
+                                            {}));
+  auto table = std::make_shared<Table>();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto role = ParseRole(rows.Text(i, 1));
+    if (!role.ok()) continue;  // a role this binary does not know grants nothing
+    int64_t expires = rows.IsNull(i, 2) ? 0 : rows.Int(i, 2);
+    table->emplace(rows.Text(i, 0), Entry{*role, expires});
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  table_ = std::move(table);
+  return Status::Ok();
+}
+
+std::shared_ptr<const TokenStore::Table> TokenStore::table() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return table_;
+}
+
+Result<TokenStore::Created> TokenStore::Create(Role role, std::string_view name,
+                                               int64_t expires_at) {
   if (role == Role::kNone) return InvalidArgument("a token needs a role");
   Created c;
   c.id = "tok_" + RandomHex(6);
@@ -135,37 +158,38 @@ Result<TokenStore::Created> TokenStore::Create(Role role, std::string_view name)
   RETURN_IF_ERROR(store_->Exec(
       "INSERT INTO tokens (id, token_sha256, role, name, created_at) VALUES (?, ?, ?, ?, ?)",
       {c.id, hash, std::string(RoleName(role)), std::string(name), NowMicros()}));
-  std::lock_guard<std::mutex> lock(mu_);
-  cache_[hash] = role;
+  if (expires_at > 0) {
+    RETURN_IF_ERROR(
+        store_->Exec("UPDATE tokens SET expires_at = ? WHERE id = ?", {expires_at, c.id}));
+  }
+  RETURN_IF_ERROR(Load());
   return c;
 }
 
 Result<Role> TokenStore::Verify(std::string_view token) {
-  std::string hash = Sha256Hex(token);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = cache_.find(hash);
-    if (it != cache_.end()) return it->second;
+  auto t = table();
+  if (!t) {
+    RETURN_IF_ERROR(Load());
+    t = table();
   }
-  ASSIGN_OR_RETURN(Rows rows, store_->Query("SELECT role FROM tokens WHERE token_sha256 = ? AND "
-                                            "revoked_at IS NULL",
-                                            {hash}));
-  if (rows.empty()) return Unauthenticated("unknown or revoked token");
-  ASSIGN_OR_RETURN(Role role, ParseRole(rows.Text(0, 0)));
-  std::lock_guard<std::mutex> lock(mu_);
-  cache_[hash] = role;
-  return role;
+  auto it = t->find(Sha256Hex(token));
+  if (it == t->end()) return Unauthenticated("unknown or revoked token");
+  if (it->second.expires_at > 0 && it->second.expires_at <= NowMicros()) {
+    return Unauthenticated("the token has expired");
+  }
+  return it->second.role;
 }
 
 Status TokenStore::Revoke(std::string_view id) {
-  ASSIGN_OR_RETURN(auto txn, store_->Begin());
-  RETURN_IF_ERROR(txn->Exec("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                            {NowMicros(), std::string(id)}));
-  if (txn->Changes() == 0) return NotFound("no active token with id '" + std::string(id) + "'");
-  RETURN_IF_ERROR(txn->Commit());
-  std::lock_guard<std::mutex> lock(mu_);
-  cache_.clear();
-  return Status::Ok();
+  {
+    ASSIGN_OR_RETURN(auto txn, store_->Begin());
+    RETURN_IF_ERROR(
+        txn->Exec("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                  {NowMicros(), std::string(id)}));
+    if (txn->Changes() == 0) return NotFound("no active token with id '" + std::string(id) + "'");
+    RETURN_IF_ERROR(txn->Commit());
+  }  // the transaction releases the store's connection before Load uses it
+  return Load();
 }
 
 std::vector<Migration> Definitions::Migrations() {
@@ -180,7 +204,7 @@ Result<std::vector<Definitions::Definition>> Definitions::List(std::string_view 
   std::vector<Value> params;
   if (!kind.empty()) {
     sql += " WHERE kind = ?";
-    params.push_back(std::string(kind));
+    params.emplace_back(std::in_place_type<std::string>, kind);
   }
   sql += " ORDER BY kind, name";
   ASSIGN_OR_RETURN(Rows r, store_->Query(sql, params));

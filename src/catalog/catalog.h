@@ -92,8 +92,10 @@ std::string_view RoleName(Role role);
 Result<Role> ParseRole(std::string_view name);
 
 // API tokens, stored hashed (SHA-256); the clear token is shown once at creation. Thread-safe.
-// Verified tokens are cached in memory; a miss reads the store, so a token created by another
-// process is found.
+// The table of active tokens (hash, role, expiry) is held in memory: loaded on first use and
+// reloaded whenever Create or Revoke changes it, so Verify never touches the store (it runs on
+// network threads, and an unknown token must cost no more than a known one). One process owns a
+// data directory, so every change goes through this object.
 class TokenStore {
  public:
   explicit TokenStore(Store* store) : store_(store) {}
@@ -103,15 +105,25 @@ class TokenStore {
     std::string id;
     std::string token;  // clear text, shown once
   };
-  Result<Created> Create(Role role, std::string_view name);
-  // kUnauthenticated for an unknown or revoked token.
+  // `expires_at` (microseconds since the epoch) 0 = never.
+  Result<Created> Create(Role role, std::string_view name, int64_t expires_at = 0);
+  // kUnauthenticated for an unknown, expired or revoked token. In memory after the first call.
   Result<Role> Verify(std::string_view token);
   Status Revoke(std::string_view id);
+  // (Re)loads the in-memory table from the store.
+  Status Load();
 
  private:
+  struct Entry {
+    Role role;
+    int64_t expires_at;  // 0 = never
+  };
+  using Table = std::unordered_map<std::string, Entry>;  // sha256 hex -> entry
+  std::shared_ptr<const Table> table();
+
   Store* store_;
   std::mutex mu_;
-  std::unordered_map<std::string, Role> cache_;  // sha256 -> role
+  std::shared_ptr<const Table> table_;  // guarded by mu_; replaced, never changed in place
 };
 
 // Applied project definitions (sources, models, streams, ...): the text of each definition file as

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/ids.h"
+#include "core/time.h"
 
 namespace lakeloop::catalog {
 namespace {
@@ -154,6 +155,32 @@ TEST_P(StoreConformance, TokensAreHashedVerifiedAndRevocable) {
   ASSERT_TRUE(tokens.Revoke(reader->id).ok());
   EXPECT_EQ(tokens.Verify(reader->token).status().code(), Code::kUnauthenticated);
   EXPECT_EQ(tokens.Revoke(reader->id).code(), Code::kNotFound);
+}
+
+// Verify reads the in-memory table only (it runs on network threads): a row written behind the
+// TokenStore's back is unknown until Load; Create and Revoke refresh the table; expiry is honoured.
+TEST_P(StoreConformance, TokenVerificationIsInMemory) {
+  ASSERT_TRUE(Migrate(*store_, TokenStore::Migrations()).ok());
+  TokenStore tokens(store_.get());
+  auto writer = tokens.Create(Role::kWriter, "ci");
+  ASSERT_TRUE(writer.ok());
+  EXPECT_EQ(*tokens.Verify(writer->token), Role::kWriter);
+  ASSERT_TRUE(store_
+                  ->Exec("INSERT INTO tokens (id, token_sha256, role, name, created_at) "
+                         "VALUES ('tok_x', ?, 'admin', '', 0)",
+                         {Sha256Hex("ll_behind_its_back")})
+                  .ok());
+  EXPECT_EQ(tokens.Verify("ll_behind_its_back").status().code(), Code::kUnauthenticated);
+  ASSERT_TRUE(tokens.Load().ok());
+  EXPECT_EQ(*tokens.Verify("ll_behind_its_back"), Role::kAdmin);
+  // Expired tokens no longer verify; unexpired ones do.
+  auto old = tokens.Create(Role::kReader, "old", NowMicros() - 1);
+  auto fresh = tokens.Create(Role::kReader, "fresh", NowMicros() + 3'600'000'000LL);
+  ASSERT_TRUE(old.ok() && fresh.ok());
+  EXPECT_EQ(tokens.Verify(old->token).status().code(), Code::kUnauthenticated);
+  EXPECT_EQ(*tokens.Verify(fresh->token), Role::kReader);
+  ASSERT_TRUE(tokens.Revoke(fresh->id).ok());
+  EXPECT_EQ(tokens.Verify(fresh->token).status().code(), Code::kUnauthenticated);
 }
 
 TEST_P(StoreConformance, DefinitionsDiffAndApply) {

@@ -63,7 +63,14 @@ Result<Config> ParseConfig(const std::string& text, const std::string& file) {
                    f("worker_threads", &c.server.worker_threads),
                    f("max_body_bytes", &c.server.max_body_bytes),
                    f("require_auth", &c.server.require_auth),
-                   f("shutdown_grace_ms", &c.server.shutdown_grace_ms)};
+                   f("shutdown_grace_ms", &c.server.shutdown_grace_ms),
+                   f("allowed_hosts", &c.server.allowed_hosts),
+                   f("cors_allowed_origins", &c.server.cors_allowed_origins),
+                   f("max_connections", &c.server.max_connections),
+                   f("max_inflight_body_bytes", &c.server.max_inflight_body_bytes),
+                   f("max_events_per_request", &c.server.max_events_per_request),
+                   f("auth_failures_per_minute", &c.server.auth_failures_per_minute),
+                   f("ingest_queue_events", &c.server.ingest_queue_events)};
   Fields sql = {f("threads", &c.sql.threads), f("memory_limit", &c.sql.memory_limit),
                 f("query_timeout_ms", &c.sql.query_timeout_ms),
                 f("default_row_limit", &c.sql.default_row_limit),
@@ -111,6 +118,15 @@ Result<Config> ParseConfig(const std::string& text, const std::string& file) {
     return InvalidArgument(file +
                            ": limits.* must be positive (loads_query_timeout_ms and "
                            "shutdown_hard_ms may be 0)");
+  }
+  if (c.server.max_connections < 1 || c.server.max_inflight_body_bytes < c.server.max_body_bytes ||
+      c.server.max_events_per_request < 1 || c.server.auth_failures_per_minute < 1 ||
+      c.server.ingest_queue_events < 1) {
+    return InvalidArgument(
+        file +
+        ": server.max_connections, max_events_per_request, ingest_queue_events and "
+        "auth_failures_per_minute must be at least 1, and "
+        "max_inflight_body_bytes at least max_body_bytes");
   }
   return c;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
@@ -17,6 +18,17 @@ struct ServerConfig {
   int64_t max_body_bytes = 64 << 20;
   bool require_auth = false;  // tokens are always required when listening beyond loopback
   int shutdown_grace_ms = 10000;
+  // The front door (src/api/README.md). Host names the server answers to beyond the loopback
+  // names (localhost, 127.0.0.1, [::1]); entries are "host" (any port) or "host:port".
+  std::vector<std::string> allowed_hosts;
+  // Browser origins ("http://localhost:5173") allowed to call the API cross-origin (CORS and
+  // state-changing requests); empty = CORS off.
+  std::vector<std::string> cors_allowed_origins;
+  int max_connections = 1024;                     // past it: 503 + Retry-After, then close
+  int64_t max_inflight_body_bytes = 256LL << 20;  // request bodies held in memory, all connections
+  int64_t max_events_per_request = 100000;        // POST .../events beyond it: 413
+  int auth_failures_per_minute = 20;              // bad tokens per client address, then 429
+  int64_t ingest_queue_events = 100000;  // events queued for the event log's commit; past it 429
 };
 
 struct SqlConfig {

@@ -24,6 +24,29 @@ TEST(ConfigTest, ReadsSections) {
   EXPECT_EQ(c->sql.memory_limit, "1GB");
 }
 
+TEST(ConfigTest, ReadsTheFrontDoorKeys) {
+  auto c = ParseConfig(
+      "server:\n  allowed_hosts: [lake.example, \"10.0.0.5:8080\"]\n"
+      "  cors_allowed_origins:\n    - http://localhost:5173\n  max_connections: 64\n"
+      "  max_events_per_request: 1000\n  auth_failures_per_minute: 5\n"
+      "  ingest_queue_events: 10\n  max_inflight_body_bytes: 134217728\n",
+      "lakeloop.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->server.allowed_hosts, (std::vector<std::string>{"lake.example", "10.0.0.5:8080"}));
+  EXPECT_EQ(c->server.cors_allowed_origins, std::vector<std::string>{"http://localhost:5173"});
+  EXPECT_EQ(c->server.max_connections, 64);
+  EXPECT_EQ(c->server.max_events_per_request, 1000);
+  EXPECT_EQ(c->server.auth_failures_per_minute, 5);
+  EXPECT_EQ(c->server.ingest_queue_events, 10);
+  EXPECT_EQ(c->server.max_inflight_body_bytes, 134217728);
+  auto d = ParseConfig("", "f");
+  EXPECT_TRUE(d->server.allowed_hosts.empty() && d->server.cors_allowed_origins.empty());
+  EXPECT_EQ(d->server.max_events_per_request, 100000);
+  EXPECT_FALSE(ParseConfig("server:\n  allowed_hosts: evil\n", "f").ok());  // not a list
+  EXPECT_FALSE(ParseConfig("server:\n  max_connections: 0\n", "f").ok());
+  EXPECT_FALSE(ParseConfig("server:\n  max_inflight_body_bytes: 2048\n", "f").ok());
+}
+
 TEST(ConfigTest, UnknownKeyNamesFileAndLine) {
   auto c = ParseConfig("name: shop\nserver:\n  lisen: x\n", "p/lakeloop.yaml");
   ASSERT_FALSE(c.ok());

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,11 +33,17 @@ Status FsyncPath(const fs::path& path) {
   return Status::Ok();
 }
 
-Status WriteFileAtomic(const fs::path& path, std::string_view data) {
+Status WriteFileAtomic(const fs::path& path, std::string_view data, unsigned mode) {
   fs::path tmp = path;
   tmp += ".tmp-" + RandomHex(6);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) return Errno("create", tmp);
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) {  // the umask may have narrowed it: be exact
+    Status s = Errno("chmod", tmp);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  }
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);

@@ -12,7 +12,10 @@ namespace lakeloop {
 
 Status FsyncPath(const std::filesystem::path& path);  // a file or a directory
 // Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
-Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data);
+// `mode` is given to open(O_CREAT|O_EXCL) of the temporary file (and set with fchmod, whatever the
+// umask), so a secret written with 0600 is never readable by others, not even for a moment.
+Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data,
+                       unsigned mode = 0644);
 Result<std::string> ReadFile(const std::filesystem::path& path);
 Status CreateDirs(const std::filesystem::path& path);
 // Regular files directly in `dir` whose extension is one of `extensions` (".yaml"), sorted; none

@@ -1,8 +1,12 @@
 #include "core/fs.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include "core/ids.h"
 
@@ -26,6 +30,41 @@ TEST(FsTest, AtomicWriteReplacesWholeFile) {
   EXPECT_EQ(files, 1);  // no temp file left behind
   EXPECT_EQ(ReadFile(d / "missing").status().code(), Code::kNotFound);
   fs::remove_all(d);
+}
+
+// A secret (admin.token) is 0600 from its first byte, whatever the umask: the temporary file is
+// created with the mode, never widened and narrowed later. A watcher thread stats every file in the
+// folder while it is written again and again and must never see group or other bits.
+TEST(FsTest, AtomicWriteCreatesWithTheModeFromTheFirstByte) {
+  fs::path d = TempDir();
+  mode_t old_umask = ::umask(0);
+  std::atomic<bool> done{false};
+  std::atomic<int> wide{0};
+  std::thread watcher([&] {
+    while (!done.load()) {
+      std::error_code ec;
+      for (auto& e : fs::directory_iterator(d, ec)) {
+        struct stat st;
+        if (::stat(e.path().c_str(), &st) == 0 && (st.st_mode & 077) != 0) wide.fetch_add(1);
+      }
+    }
+  });
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(WriteFileAtomic(d / "admin.token", "secret-" + std::to_string(i), 0600).ok());
+  }
+  done.store(true);
+  watcher.join();
+  ::umask(old_umask);
+  struct stat st;
+  ASSERT_EQ(::stat((d / "admin.token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(wide.load(), 0);
+  // The default stays 0644 (umask 0 here would have given 0666 without the explicit chmod).
+  ::umask(0);
+  ASSERT_TRUE(WriteFileAtomic(d / "public", "x").ok());
+  ::umask(old_umask);
+  ASSERT_EQ(::stat((d / "public").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
 }
 
 TEST(FsTest, LockFileIsExclusiveAcrossProcesses) {

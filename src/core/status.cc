@@ -18,6 +18,8 @@ constexpr std::array kCodeTable = {
     CodeInfo{Code::kConflict, "conflict", 409},
     CodeInfo{Code::kAlreadyExists, "already_exists", 409},
     CodeInfo{Code::kPayloadTooLarge, "payload_too_large", 413},
+    CodeInfo{Code::kUnsupportedMediaType, "unsupported_media_type", 415},
+    CodeInfo{Code::kMisdirectedRequest, "misdirected_request", 421},
     CodeInfo{Code::kResourceExhausted, "resource_exhausted", 429},
     CodeInfo{Code::kCancelled, "cancelled", 499},
     CodeInfo{Code::kDeadlineExceeded, "deadline_exceeded", 504},

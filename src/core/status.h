@@ -16,6 +16,10 @@ namespace lakeloop {
 // Keep the wire names stable: clients match on them.
 enum class Code {
   kOk,
+  // The body's Content-Type is not one the route accepts (415).
+  kUnsupportedMediaType,
+  // The Host header is not a name this server answers to (421).
+  kMisdirectedRequest,
   kInvalidArgument,      // the request or a definition is wrong (400)
   kMalformedRequest,     // the body could not be parsed (400)
   kSqlError,             // DuckDB refused the SQL: parse, bind or run-time error (400)

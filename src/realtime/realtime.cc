@@ -97,7 +97,9 @@ Result<std::unique_ptr<Realtime>> Realtime::Open(catalog::Store* catalog, lake::
   std::unique_ptr<Realtime> r(new Realtime(catalog, lake, std::move(options)));
   RETURN_IF_ERROR(CreateDirs(r->options_.log_dir));
   RETURN_IF_ERROR(CreateDirs(r->options_.scratch));
-  ASSIGN_OR_RETURN(r->log_, stream::OpenRocksEventLog(r->options_.log_dir.string()));
+  stream::RocksLogOptions lo;
+  lo.max_queue_events = r->options_.max_queue_events;
+  ASSIGN_OR_RETURN(r->log_, stream::OpenRocksEventLog(r->options_.log_dir.string(), lo));
   ASSIGN_OR_RETURN(r->online_, features::OpenRocksOnlineStore(r->log_.get()));
   sql::EngineOptions eo;
   eo.sandboxed = false;

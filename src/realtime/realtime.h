@@ -40,6 +40,8 @@ struct RealtimeOptions {
   // interrupts (may be null).
   int64_t query_timeout_ms = 0;
   std::shared_ptr<sql::InterruptGroup> interrupt_group;
+  // Events waiting for (or in) the event log's group commit; past it ingest answers 429.
+  size_t max_queue_events = 100'000;
 };
 
 struct ProjectFiles {

@@ -14,6 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("LAKELOOP_BIN", ROOT / "build" / "lakeloop"))
 
 
+# Upload content types the server accepts on POST .../commits (a form type never passes).
+UPLOAD_TYPES = {"csv": "text/csv", "json": "application/x-ndjson",
+                "parquet": "application/vnd.apache.parquet"}
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,6 +104,7 @@ class Server:
 
     def commit(self, table, data, fmt="csv", mode="append", token=None, **params):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers["Content-Type"] = UPLOAD_TYPES.get(fmt, "application/octet-stream")
         q = {"format": fmt, "mode": mode}
         q.update(params)
         return requests.post(f"{self.url}/api/v1/tables/{table}/commits", data=data, params=q,

@@ -100,7 +100,8 @@ def test_invalid_sql_and_bodies(server):
     assert "syntax" in r.json()["error"]["message"].lower()
     r = server.sql("SELECT no_such_column")
     assert r.status_code == 400 and error_code(r) == "sql_error"
-    r = requests.post(server.url + "/api/v1/sql", data="{not json", timeout=10)
+    r = requests.post(server.url + "/api/v1/sql", data="{not json",
+                      headers={"Content-Type": "application/json"}, timeout=10)
     assert r.status_code == 400 and error_code(r) == "malformed_request"
     r = requests.post(server.url + "/api/v1/sql", json={"query": "SELECT 1"}, timeout=10)
     assert r.status_code == 400 and error_code(r) == "invalid_argument"
@@ -204,7 +205,7 @@ def test_client_disconnect_interrupts_query(tmp_path):
     try:
         body = json.dumps({"sql": "SELECT count(*) FROM range(1000000000000) a"}).encode()
         c = socket.create_connection(("127.0.0.1", s.port))
-        c.sendall(b"POST /api/v1/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        c.sendall(b"POST /api/v1/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         time.sleep(0.3)  # let the worker pick it up
         c.close()

@@ -21,6 +21,7 @@ import requests
 
 from conftest import ROOT, Server, error_code, run_cli
 
+JSON = "application/json"
 SHOP = ROOT / "examples" / "shop"
 BASE = datetime(2026, 10, 5, 12, 0, tzinfo=timezone.utc)  # historical event times on purpose
 KILL_ROUNDS = int(os.environ.get("LAKELOOP_KILL_ROUNDS", "100" if os.environ.get("LAKELOOP_SLOW") else "20"))
@@ -77,7 +78,8 @@ def post(s, events, ndjson=False, stream="clicks"):
         body = "\n".join(json.dumps(e) for e in events) + "\n"
     else:
         body = json.dumps(events)
-    return requests.post(f"{s.url}/api/v1/streams/{stream}/events", data=body, timeout=30)
+    return requests.post(f"{s.url}/api/v1/streams/{stream}/events", data=body, timeout=30,
+                         headers={"Content-Type": JSON})
 
 
 def online(s, key, at=None, view="customer_activity"):
@@ -146,14 +148,15 @@ def test_malformed_events_are_rejected_and_the_rest_accepted(stream_server):
     assert "future" in rejected[4]
     # NDJSON with one unparsable line: that line only.
     body = json.dumps({"customer_id": 8, "ts": ts(BASE), "event_type": "click"}) + "\n{nope\n"
-    r = requests.post(f"{s.url}/api/v1/streams/clicks/events", data=body)
+    r = requests.post(f"{s.url}/api/v1/streams/clicks/events", data=body, headers={"Content-Type": JSON})
     assert r.status_code == 200 and r.json()["accepted"] == 1 and r.json()["rejected"][0]["index"] == 1
-    r = requests.post(f"{s.url}/api/v1/streams/clicks/events", data="[{")
+    r = requests.post(f"{s.url}/api/v1/streams/clicks/events", data="[{", headers={"Content-Type": JSON})
     assert r.status_code == 400 and error_code(r) in ("malformed_request", "invalid_argument")
     r = post(s, [{"customer_id": 1, "ts": ts(BASE), "event_type": "click"}], stream="nope")
     assert r.status_code == 404
     r = requests.post(f"{s.url}/api/v1/streams/clicks/events", data="[" + ",".join(
-        [json.dumps({"customer_id": 1, "ts": ts(BASE), "event_type": "x" * 1000})] * 5000) + "]")
+        [json.dumps({"customer_id": 1, "ts": ts(BASE), "event_type": "x" * 1000})] * 5000) + "]",
+        headers={"Content-Type": JSON})
     assert r.status_code == 413
     st = wait_applied(s, 3)
     assert st["events"]["total"] == 3

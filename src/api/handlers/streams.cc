@@ -28,6 +28,59 @@ Response ErrorWithRetry(const Status& s) {
   return r;
 }
 
+// Counts the events of an ingest body (a JSON array's top-level elements, or NDJSON's non-blank
+// lines) without parsing them, stopping once past `cap`: a batch over the limit is refused before
+// any event is validated.
+int64_t CountEvents(std::string_view body, int64_t cap) {
+  size_t i = 0;
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (i < body.size() && space(body[i])) ++i;
+  int64_t n = 0;
+  if (i < body.size() && body[i] == '[') {
+    int depth = 0;
+    bool in_string = false, escaped = false, element = false;
+    for (; i < body.size() && n <= cap; ++i) {
+      char c = body[i];
+      if (in_string) {
+        if (escaped) {
+          escaped = false;
+        } else if (c == '\\') {
+          escaped = true;
+        } else if (c == '"') {
+          in_string = false;
+        }
+        continue;
+      }
+      if (depth == 1 && !element && !space(c) && c != ',' && c != ']') {
+        element = true;
+        ++n;
+      }
+      if (c == '"') {
+        in_string = true;
+      } else if (c == '[' || c == '{') {
+        ++depth;
+      } else if (c == ']' || c == '}') {
+        if (--depth == 0) break;
+      } else if (c == ',' && depth == 1) {
+        element = false;
+      }
+    }
+    return n;
+  }
+  bool blank = true;
+  for (; i < body.size() && n <= cap; ++i) {
+    char c = body[i];
+    if (c == '\n') {
+      if (!blank) ++n;
+      blank = true;
+    } else if (!space(c)) {
+      blank = false;
+    }
+  }
+  if (!blank) ++n;
+  return n;
+}
+
 Result<Response> ListStreams(Services* s, const Request&) {
   std::string out;
   JsonWriter w(&out);
@@ -150,14 +203,23 @@ Status AddStreamRoutes(Router& router, Services* s) {
   ingest.execution = Execution::kWorker;
   ingest.summary =
       "Append events (a JSON array or NDJSON); acknowledged once durable. Invalid events are "
-      "reported by index and do not affect the others; 429 with Retry-After when the log is full";
+      "reported by index and do not affect the others; 413 past server.max_events_per_request; "
+      "429 with Retry-After when the log is full";
   ingest.tag = "streams";
   ingest.request_schema = R"({"type":"array","items":{"type":"object"}})";
+  ingest.request_content_types = {"application/json", "application/x-ndjson"};
   ingest.response_schema =
       R"({"type":"object","required":["accepted","duplicates","rejected"],"properties":{)"
       R"("accepted":{"type":"integer"},"duplicates":{"type":"integer"},"rejected":{"type":"array",)"
       R"("items":{"type":"object","properties":{"index":{"type":"integer"},"error":{"type":"string"}}}}}})";
   RETURN_IF_ERROR(router.Add(ingest, [s](const Request& req, Responder respond) {
+    int64_t cap = s->config ? s->config->server.max_events_per_request : 100000;
+    if (CountEvents(req.body, cap) > cap) {
+      return respond.SendError(Status(Code::kPayloadTooLarge,
+                                      "more than " + std::to_string(cap) +
+                                          " events in one request (server.max_events_per_request); "
+                                          "split the batch"));
+    }
     s->realtime->Ingest(std::string(req.PathParam("stream")), req.body,
                         [respond](Result<realtime::IngestReport> r) {
                           respond.Send(r.ok() ? IngestResponse(*r) : ErrorWithRetry(r.status()));

@@ -215,6 +215,14 @@ Status AddTableRoutes(Router& router, Services* s) {
       {"mode", "append (default) or overwrite", "string", false},
       {"expected_version", "commit only if the table is at this version", "integer", false}};
   commit.request_schema = R"({"type":"string","format":"binary"})";
+  // What Commit reads: CSV, JSON lines, Parquet (the format from ?format= or the type).
+  commit.request_content_types = {"text/csv",
+                                  "application/x-ndjson",
+                                  "application/jsonl",
+                                  "application/json",
+                                  "application/vnd.apache.parquet",
+                                  "application/x-parquet",
+                                  "application/octet-stream"};
   commit.response_schema =
       R"({"type":"object","properties":{"table":{"type":"string"},"snapshot":{"type":"object"},"columns":)" +
       std::string(kSchemaColumns) + "}}";

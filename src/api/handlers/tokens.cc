@@ -14,7 +14,7 @@ Status AddTokenRoutes(Router& router, Services* s) {
   spec.summary = "Create an API token (the token is shown once)";
   spec.tag = "auth";
   spec.request_schema =
-      R"({"type":"object","required":["role"],"properties":{"role":{"type":"string","enum":["reader","writer","admin"]},"name":{"type":"string"}}})";
+      R"({"type":"object","required":["role"],"properties":{"role":{"type":"string","enum":["reader","writer","admin"]},"name":{"type":"string"},"expires_in_s":{"type":"integer","minimum":1}}})";
   spec.response_schema =
       R"({"type":"object","properties":{"id":{"type":"string"},"token":{"type":"string"},"role":{"type":"string"}}})";
   return router.AddSync(spec, [s](const Request& req) -> Response {
@@ -28,7 +28,14 @@ Status AddTokenRoutes(Router& router, Services* s) {
     if (!r.ok()) return Response::Error(r.status());
     std::string name;
     if (const auto* n = body->if_contains("name"); n && n->is_string()) name = n->as_string();
-    auto created = s->tokens->Create(*r, name);
+    int64_t expires_at = 0;
+    if (const auto* e = body->if_contains("expires_in_s")) {
+      if (!e->is_int64() || e->as_int64() <= 0) {
+        return Response::Error(InvalidArgument("'expires_in_s' must be a positive integer"));
+      }
+      expires_at = NowMicros() + e->as_int64() * 1'000'000;
+    }
+    auto created = s->tokens->Create(*r, name, expires_at);
     if (!created.ok()) return Response::Error(created.status());
     std::string out;
     JsonWriter w(&out);

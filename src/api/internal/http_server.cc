@@ -9,6 +9,7 @@
 // end-of-stream or an error flips the request's `cancelled` flag. Each request in flight (Exchange)
 // holds io_context work, so the io threads only return from run() once every handler has responded
 // or dropped its Responder.
+#include <ifaddrs.h>
 #include <pthread.h>
 
 #include <array>
@@ -24,6 +25,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <condition_variable>
+#include <cstring>
 #include <exception>
 #include <fstream>
 #include <mutex>
@@ -32,6 +34,7 @@
 #include <unordered_map>
 
 #include "api/api.h"
+#include "api/internal/front_door.h"
 #include "api/internal/url.h"
 #include "core/thread_pool.h"
 
@@ -81,8 +84,21 @@ class HttpServer::Impl {
   Status Start();
   void Stop(std::chrono::milliseconds grace);
   void DoAccept();
-  // Checks the caller's token against the route; sets request.role.
-  Status Authorize(Request& request, const RouteSpec& spec);
+  // Answers a connection past max_connections with 503 + Retry-After and closes it.
+  void RejectConnection(tcp::socket socket);
+  // Checks the caller's token against the route; sets request.role. A client address with too many
+  // bad tokens gets kResourceExhausted with `*retry_after_s` set.
+  Status Authorize(Request& request, const RouteSpec& spec, int64_t* retry_after_s);
+  // Authorize, answering its refusal (with Retry-After when throttled). False when refused.
+  bool AuthorizeOrRespond(Request& request, const RouteSpec& spec, const Responder& respond);
+  // Reserves request-body bytes against max_inflight_body_bytes; false when they do not fit.
+  bool ReserveBody(size_t n) {
+    size_t prev = inflight_body_bytes_.fetch_add(n);
+    if (prev + n <= options_.max_inflight_body_bytes) return true;
+    inflight_body_bytes_.fetch_sub(n);
+    return false;
+  }
+  void ReleaseBody(size_t n) { inflight_body_bytes_.fetch_sub(n); }
   // Runs the handler (on the current thread), turning exceptions into 500.
   static void Invoke(const Router::Route& route, const std::shared_ptr<Exchange>& ex);
 
@@ -117,6 +133,11 @@ class HttpServer::Impl {
   bool started_ = false;
   bool stopped_ = false;
   std::atomic<bool> stopping_{false};
+  std::unique_ptr<internal::FrontDoor> door_;         // set by Start
+  std::unique_ptr<internal::AuthThrottle> throttle_;  // set by Start
+  std::atomic<size_t> connections_{0};                // live sessions
+  std::atomic<size_t> rejecting_{0};                  // connections being answered 503
+  std::atomic<size_t> inflight_body_bytes_{0};
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -139,7 +160,11 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = FormatEndpoint(ep);
   }
-  ~Session() { server_->Unregister(id_); }
+  ~Session() {
+    ReleaseBody();
+    server_->connections_.fetch_sub(1);
+    server_->Unregister(id_);
+  }
 
   void Start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoReadNext(); });
@@ -172,8 +197,14 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     file_.reset();
     file_owner_.reset();
   }
-  // Answers a request that could not be read (400/413) and closes.
-  void ReplyAndClose(const Status& status);
+  // Answers a request that could not be read (400/413/503) and closes.
+  void ReplyAndClose(const Status& status, std::vector<Header> headers = {});
+  // Accounts the body being read against the server's in-flight bound; false when refused.
+  bool HoldBody();
+  void ReleaseBody() {
+    if (held_body_ > 0) server_->ReleaseBody(held_body_);
+    held_body_ = 0;
+  }
   void LingerClose();
   void Drain();
   void Close();
@@ -201,6 +232,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<std::ifstream> file_;  // Response::body_file being written
   std::shared_ptr<const void> file_owner_;
   uint64_t file_left_ = 0;
+  size_t held_body_ = 0;     // bytes reserved against max_inflight_body_bytes
+  std::string cors_origin_;  // an allowed CORS Origin of the current request: echoed in ACAO
 };
 
 // A request in flight: the Responder's sink. Holds the session (to write the reply) and io_context
@@ -257,7 +290,8 @@ void HttpServer::Impl::Session::Parse() {
     if (!header_was_done && parser_->is_header_done()) {
       stream_.expires_after(server_->options_.body_timeout);
     }
-    if (ec == http::error::need_more) break;
+    bool need_more = ec == http::error::need_more;
+    if (need_more) ec = {};
     if (ec == http::error::body_limit) {
       return ReplyAndClose(Status(
           Code::kPayloadTooLarge,
@@ -269,6 +303,12 @@ void HttpServer::Impl::Session::Parse() {
     if (ec) {
       return ReplyAndClose(Status(Code::kMalformedRequest, "bad HTTP request: " + ec.message()));
     }
+    if (parser_->is_header_done() && !HoldBody()) {
+      return ReplyAndClose(Unavailable("the server holds too many request bodies in memory "
+                                       "(server.max_inflight_body_bytes); retry later"),
+                           {{"Retry-After", "1"}});
+    }
+    if (need_more) break;
     if (parser_->is_done()) return OnRequest();
     if (n == 0) break;
   }
@@ -295,6 +335,16 @@ void HttpServer::Impl::Session::Parse() {
                           });
 }
 
+bool HttpServer::Impl::Session::HoldBody() {
+  // Announced length up front (refused before the body is read); chunked bodies as they grow.
+  size_t want = parser_->get().body().size();
+  if (auto len = parser_->content_length()) want = std::max<size_t>(want, *len);
+  if (want <= held_body_) return true;
+  if (!server_->ReserveBody(want - held_body_)) return false;
+  held_body_ = want;
+  return true;
+}
+
 void HttpServer::Impl::Session::OnRequest() {
   state_ = State::kHandling;
   stream_.expires_never();
@@ -315,12 +365,46 @@ void HttpServer::Impl::Session::OnRequest() {
   for (const auto& f : msg) req.headers.emplace_back(f.name_string(), f.value());
   req.body = std::move(msg.body());
   Responder respond(ex);
+  const internal::FrontDoor& door = *server_->door_;
+  cors_origin_.clear();
+  std::optional<std::string_view> origin = req.GetHeader("Origin");
+  if (origin && door.CorsAllowed(*origin)) cors_origin_ = std::string(*origin);
 
   std::string_view target = req.target;
   size_t q = target.find('?');
   std::string_view raw_path = target.substr(0, q);
   auto path = internal::PercentDecode(raw_path, false);
-  if (!path || raw_path.empty() || raw_path.front() != '/') {
+  Status host_ok = door.CheckHost(req.GetHeader("Host"), version_);
+  if (!host_ok.ok()) {
+    cors_origin_.clear();
+    respond.SendError(host_ok);
+  } else if (req.method == "OPTIONS" && origin && req.GetHeader("Access-Control-Request-Method")) {
+    // A CORS preflight: answered here for the listed origins only.
+    std::string_view wanted = *req.GetHeader("Access-Control-Request-Method");
+    Router::Match m = server_->router_.Find(wanted, raw_path);
+    if (!door.CorsAllowed(*origin)) {
+      respond.SendError(PermissionDenied(
+          "CORS preflight from '" + std::string(*origin) + "' refused: " +
+          (door.cors_enabled() ? "the origin is not listed in server.cors_allowed_origins"
+                               : "CORS is off (server.cors_allowed_origins is empty)")));
+    } else if (m.kind == Router::MatchKind::kNotFound) {
+      respond.SendError(
+          NotFound("no route for " + std::string(wanted) + " " + std::string(raw_path)));
+    } else {
+      std::string allow;
+      if (m.kind == Router::MatchKind::kFound) {
+        allow = std::string(wanted);
+      } else {
+        allow = m.allow;
+      }
+      Response r;
+      r.status = 204;
+      r.headers = {{"Access-Control-Allow-Methods", allow},
+                   {"Access-Control-Allow-Headers", "Authorization, Content-Type, Accept"},
+                   {"Access-Control-Max-Age", "600"}};
+      respond.Send(std::move(r));
+    }
+  } else if (!path || raw_path.empty() || raw_path.front() != '/') {
     respond.SendError(Status(Code::kMalformedRequest, "bad request target"));
   } else {
     req.path = std::move(*path);
@@ -341,19 +425,22 @@ void HttpServer::Impl::Session::OnRequest() {
       } else {
         req.path_params = std::move(m.path_params);
         const Router::Route* route = m.route;
-        if (route->spec.execution == Execution::kInline) {
-          Status auth = server_->Authorize(req, route->spec);
-          if (!auth.ok()) {
-            respond.SendError(auth);
-          } else {
-            Impl::Invoke(*route, ex);
-          }
+        Status door_ok = door.CheckCrossSite(req);
+        if (door_ok.ok()) door_ok = internal::FrontDoor::CheckContentType(req, route->spec);
+        if (!door_ok.ok()) {
+          respond.SendError(door_ok);
+        } else if (route->spec.execution == Execution::kInline) {
+          if (server_->AuthorizeOrRespond(req, route->spec, respond)) Impl::Invoke(*route, ex);
+        } else if (route->spec.min_role != Role::kNone &&
+                   server_->throttle_->BlockedFor(req.remote_address) > 0) {
+          // A throttled address is answered (429) here: its flood never reaches the workers.
+          server_->AuthorizeOrRespond(req, route->spec, respond);
         } else {
           Impl* server = server_;
           bool queued = server->workers_->Submit([server, route, ex] {
-            Status auth = server->Authorize(ex->request, route->spec);
-            if (!auth.ok()) return Responder(ex).SendError(auth);
-            Impl::Invoke(*route, ex);
+            if (server->AuthorizeOrRespond(ex->request, route->spec, Responder(ex))) {
+              Impl::Invoke(*route, ex);
+            }
           });
           if (!queued) {
             if (server->stopping_.load()) {
@@ -412,6 +499,7 @@ bool SafeHeaderText(std::string_view s) {
 void HttpServer::Impl::Session::OnResponse(Response r) {
   if (closed_ || responded_) return;
   responded_ = true;
+  ReleaseBody();  // the handler has answered: its body no longer counts as held
   if (peer_gone_ || server_->stopping_.load()) keep_alive_ = false;
   uint64_t length = r.body.size();
   if (!r.body_file.empty()) {
@@ -455,6 +543,11 @@ void HttpServer::Impl::Session::OnResponse(Response r) {
     head_ += ": ";
     head_ += v;
     head_ += "\r\n";
+  }
+  if (!cors_origin_.empty()) {
+    head_ += "Access-Control-Allow-Origin: ";
+    head_ += cors_origin_;
+    head_ += "\r\nVary: Origin\r\n";
   }
   head_ += "\r\n";
   body_ = std::move(r.body);
@@ -518,7 +611,7 @@ void HttpServer::Impl::Session::OnWrite(beast::error_code ec) {
   DoReadNext();
 }
 
-void HttpServer::Impl::Session::ReplyAndClose(const Status& status) {
+void HttpServer::Impl::Session::ReplyAndClose(const Status& status, std::vector<Header> headers) {
   // Not a real request: answer without a handler, then close (the rest of the input is unread).
   state_ = State::kHandling;
   parser_.reset();
@@ -526,7 +619,10 @@ void HttpServer::Impl::Session::ReplyAndClose(const Status& status) {
   linger_ = true;
   responded_ = false;
   cancelled_.reset();
-  OnResponse(Response::Error(status));
+  cors_origin_.clear();
+  Response r = Response::Error(status);
+  for (auto& h : headers) r.headers.push_back(std::move(h));
+  OnResponse(std::move(r));
 }
 
 // Half-closes and reads (discards) what the client still sends for up to a second, so the client
@@ -564,6 +660,7 @@ void HttpServer::Impl::Session::Drain() {
 void HttpServer::Impl::Session::Close() {
   if (closed_) return;
   closed_ = true;
+  ReleaseBody();
   if (!responded_ && cancelled_) cancelled_->store(true);
   state_ = State::kClosing;
   beast::error_code ec;
@@ -574,8 +671,27 @@ void HttpServer::Impl::Session::Close() {
 // ---------------------------------------------------------------------------------------------
 // Impl
 
-Status HttpServer::Impl::Authorize(Request& req, const RouteSpec& spec) {
+bool HttpServer::Impl::AuthorizeOrRespond(Request& req, const RouteSpec& spec,
+                                          const Responder& respond) {
+  int64_t retry_after = 0;
+  Status auth = Authorize(req, spec, &retry_after);
+  if (auth.ok()) return true;
+  Response r = Response::Error(auth);
+  if (retry_after > 0) r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+  respond.Send(std::move(r));
+  return false;
+}
+
+Status HttpServer::Impl::Authorize(Request& req, const RouteSpec& spec, int64_t* retry_after_s) {
   Role anonymous = auth_required_ ? Role::kNone : Role::kAdmin;
+  if (spec.min_role != Role::kNone && throttle_) {
+    if (int64_t wait = throttle_->BlockedFor(req.remote_address); wait > 0) {
+      *retry_after_s = wait;
+      return Status(Code::kResourceExhausted,
+                    "too many requests with bad tokens from this address; retry in " +
+                        std::to_string(wait) + " s");
+    }
+  }
   std::optional<std::string_view> token;
   if (auto auth = req.GetHeader("Authorization")) {
     if (!StartsWithIgnoreCase(*auth, "Bearer ")) {
@@ -603,6 +719,9 @@ Status HttpServer::Impl::Authorize(Request& req, const RouteSpec& spec) {
     if (!role.ok()) {
       req.role = Role::kNone;
       if (spec.min_role == Role::kNone) return Status::Ok();  // open routes ignore a bad token
+      if (role.status().code() == Code::kUnauthenticated && throttle_) {
+        throttle_->Fail(req.remote_address);
+      }
       return role.status();
     }
     req.role = *role;
@@ -654,6 +773,43 @@ Status HttpServer::Impl::Start() {
     return IoError("cannot listen on " + options_.listen + ": " + ec.message());
   }
   port_ = acceptor_.local_endpoint(ec).port();
+  std::vector<std::string> hosts;
+  for (const auto& h : options_.allowed_hosts) {
+    Status valid = internal::FrontDoor::ValidateHostEntry(h);
+    if (!valid.ok()) {
+      boost::system::error_code ignored;
+      acceptor_.close(ignored);
+      return valid;
+    }
+    hosts.push_back(h);
+  }
+  // The server answers to its own address: the listen address, or every interface's address when
+  // it listens on all of them.
+  if (!address.is_loopback() && !address.is_unspecified()) {
+    hosts.push_back(address.is_v6() ? "[" + address.to_string() + "]" : address.to_string());
+  } else if (address.is_unspecified()) {
+    ifaddrs* ifs = nullptr;
+    if (::getifaddrs(&ifs) == 0) {
+      for (ifaddrs* i = ifs; i; i = i->ifa_next) {
+        if (!i->ifa_addr) continue;
+        tcp::endpoint e;
+        if (i->ifa_addr->sa_family == AF_INET) {
+          std::memcpy(e.data(), i->ifa_addr, sizeof(sockaddr_in));
+        } else if (i->ifa_addr->sa_family == AF_INET6) {
+          std::memcpy(e.data(), i->ifa_addr, sizeof(sockaddr_in6));
+        } else {
+          continue;
+        }
+        net::ip::address a = e.address();
+        if (a.is_v6() && a.to_v6().scope_id() != 0) continue;  // link-local
+        hosts.push_back(a.is_v6() ? "[" + a.to_string() + "]" : a.to_string());
+      }
+      ::freeifaddrs(ifs);
+    }
+  }
+  door_ = std::make_unique<internal::FrontDoor>(hosts, options_.cors_allowed_origins, port_);
+  throttle_ = std::make_unique<internal::AuthThrottle>(
+      std::max<size_t>(1, options_.auth_failures_per_minute));
   if (workers_ == nullptr) {
     owned_workers_ = std::make_unique<ThreadPool>("http-worker", options_.worker_threads,
                                                   options_.max_worker_queue);
@@ -682,12 +838,56 @@ void HttpServer::Impl::DoAccept() {
     if (!ec) {
       boost::system::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
+      if (connections_.load() >= options_.max_connections) {
+        RejectConnection(std::move(socket));
+        return DoAccept();
+      }
+      connections_.fetch_add(1);
       uint64_t id = next_session_id_.fetch_add(1);
       auto session = std::make_shared<Session>(this, std::move(socket), id);
       Register(id, session);
       session->Start();
     }
     DoAccept();
+  });
+}
+
+void HttpServer::Impl::RejectConnection(tcp::socket socket) {
+  static const std::string kBusy = [] {
+    std::string body = R"({"error":{"code":"unavailable","message":"too many connections )"
+                       R"((server.max_connections); retry later"}})";
+    return "HTTP/1.1 503 Service Unavailable\r\nServer: lakeloop\r\n"
+           "Content-Type: application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
+  }();
+  // Bounded too: past as many rejections in progress as connections, just close.
+  if (rejecting_.load() >= options_.max_connections) return;
+  rejecting_.fetch_add(1);
+  struct Rejected {
+    Impl* server;
+    beast::tcp_stream stream;
+    std::array<char, 4096> scratch;
+    explicit Rejected(Impl* s, tcp::socket sock) : server(s), stream(std::move(sock)) {}
+    ~Rejected() { server->rejecting_.fetch_sub(1); }
+    // Reads and drops what the client sends until it closes or the timer fires, so the client
+    // reads the 503 instead of a reset caused by unread input.
+    static void Drain(std::shared_ptr<Rejected> r) {
+      r->stream.async_read_some(net::buffer(r->scratch), [r](beast::error_code ec, size_t) {
+        if (ec) {
+          r->stream.close();
+          return;
+        }
+        Drain(r);
+      });
+    }
+  };
+  auto r = std::make_shared<Rejected>(this, std::move(socket));
+  r->stream.expires_after(kLingerTimeout);
+  net::async_write(r->stream, net::buffer(kBusy), [r](beast::error_code ec, size_t) {
+    if (ec) return r->stream.close();
+    boost::system::error_code ignored;
+    r->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Rejected::Drain(r);
   });
 }
 
