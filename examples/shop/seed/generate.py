@@ -128,25 +128,26 @@ class World:
 
         # Profile changes: (time, field, value). Upgrades while active; before churning, a
         # downgrade to free (60%) and a marketing opt-out (40%); rare moves.
-        changes = []
+        prof = random.Random(f"{self.seed}:{cid}:profile")  # its own draws: the visits
+        changes = []  # before the drift point never depend on what happens after it
         t, cur = signup, plan
         rate_up = math.exp(z) / 500
         while cur < 2:
-            t += rnd.expovariate(rate_up) * DAY
+            t += prof.expovariate(rate_up) * DAY
             if t >= min(churn_at, self.end):
                 break
             cur += 1
             changes.append((t, "plan", cur))
-        if rnd.random() < 0.6:
-            changes.append((churn_at - rnd.uniform(0, 14) * DAY, "plan", 0))
-        if rnd.random() < 0.4:
-            changes.append((churn_at - rnd.uniform(0, 20) * DAY, "opt_in", 0))
+        if prof.random() < 0.6:
+            changes.append((churn_at - prof.uniform(0, 14) * DAY, "plan", 0))
+        if prof.random() < 0.4:
+            changes.append((churn_at - prof.uniform(0, 20) * DAY, "opt_in", 0))
         t = signup
         while True:
-            t += rnd.expovariate(1 / 1500) * DAY
+            t += prof.expovariate(1 / 1500) * DAY
             if t >= self.end:
                 break
-            changes.append((t, "country", rnd.choices(COUNTRIES, COUNTRY_WEIGHTS)[0]))
+            changes.append((t, "country", prof.choices(COUNTRIES, COUNTRY_WEIGHTS)[0]))
         changes = sorted((int(c[0]), c[1], c[2]) for c in changes
                          if signup < c[0] < self.end)
         name = f"customer {cid}"
