@@ -19,7 +19,7 @@ SHOP = ROOT / "examples" / "shop"
 # The generator's default is 20k customers over the 180 days before now (test_example_data.py); these
 # tests pin a small shop: 500 customers, days from 2026-10-01.
 SMALL = ("--customers", "500", "--start", "2026-10-01")
-BUILD_JOBS = 8  # 4 sources (customers, customer_history, orders, products) + 4 models
+BUILD_JOBS = 9  # 4 sources (customers, customer_history, orders, products) + 5 models
 
 
 def generate(project, *args):

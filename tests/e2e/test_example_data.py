@@ -54,7 +54,7 @@ def shop(tmp_path_factory):
     data = tmp / "lake"
     run_cli(project, data, "apply")
     p = run_cli(project, data, "build", timeout=600)
-    assert p.stdout.count("succeeded") == 8, p.stdout
+    assert p.stdout.count("succeeded") == 9, p.stdout
     built_s = time.monotonic() - started
     s = Server(project, data).start()
     try:
@@ -149,6 +149,15 @@ def test_the_signal_is_real(shop):
     assert corr[0][0] > 0.6, corr
     plans = dict((r[0], r[1]) for r in q(shop, "SELECT plan, avg(orders) FROM processed.customer_profile GROUP BY 1"))
     assert plans["free"] < plans["plus"] < plans["pro"], plans
+    # The batch features, joined point-in-time to the labels, carry the signal too.
+    by_orders = q(shop, """
+        SELECT least(d.orders_30d, 2) AS o30, count(*), avg(CAST(l.churned AS INTEGER))
+        FROM processed.churn_labels l
+        ASOF JOIN processed.customer_daily d ON d.customer_id = l.customer_id AND l.label_time >= d.as_of
+        GROUP BY 1 ORDER BY 1""")
+    print(f"\nsignal: churn by click quintile {[round(c, 2) for c in churn]}, clicks~orders "
+          f"corr {corr[0][0]:.2f}, churn by orders_30d (0, 1, 2+) {[round(r[2], 2) for r in by_orders]}")
+    assert [r[0] for r in by_orders] == [0, 1, 2] and by_orders[0][2] - by_orders[2][2] > 0.3, by_orders
 
 
 def test_clicks_arrive_in_event_time_order_and_land_in_raw_clicks(shop):
@@ -186,6 +195,27 @@ def test_clicks_arrive_in_event_time_order_and_land_in_raw_clicks(shop):
                           AND c.customer_id = o.customer_id AND c.ts = o.ordered_at
                           AND CAST(c.value AS DECIMAL(12, 2)) = o.amount)""")
     assert missing == [[0]]
+
+
+def test_churn_labels_follow_the_definition(shop):
+    """processed.churn_labels: weekly cutoffs whose 30-day horizon lies in the data, every customer
+    with an order before the cutoff, churned = no order in [t, t + 30 days): sampled rows and the
+    count per cutoff recomputed from the generator's CSV files."""
+    orders, _, first, last = load_sources(shop["project"])
+    end = dt.datetime.combine(last + DAY, dt.time())
+    cutoffs = []
+    t = dt.datetime.combine(first + 30 * DAY, dt.time())
+    while t + 30 * DAY <= end:
+        cutoffs.append(t)
+        t += 7 * DAY
+    got = q(shop, "SELECT CAST(label_time AS VARCHAR), count(*), count(*) FILTER (WHERE churned) "
+                  "FROM processed.churn_labels GROUP BY 1 ORDER BY 1")
+    want = []
+    for t in cutoffs:
+        eligible = [times for times in ({o[0] for o in v} for v in orders.values()) if min(times) < t]
+        churned = sum(not any(t <= x < t + 30 * DAY for x in times) for times in eligible)
+        want.append([t.strftime("%Y-%m-%d %H:%M:%S"), len(eligible), churned])
+    assert got == want
 
 
 def load_sources(project):
