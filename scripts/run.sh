@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 project="${1:-examples/shop}"
 listen="${2:-127.0.0.1:8080}"
-bin="$here/build/lakeloop"
+bin="${LAKELOOP_BIN:-$here/build/lakeloop}"
 if [ -x "$project/seed/load.sh" ]; then
   "$project/seed/load.sh" "$bin" "$project"
 fi

@@ -338,3 +338,63 @@ def test_drift_mode_shifts_the_distributions_and_the_relation(tmp_path):
           f"x{mean_purchase(d_after) / mean_purchase(b_after):.2f}, per-customer clicks before/after "
           f"correlation {related:.2f} -> {drifted:.2f}")
     assert related > 0.4 and drifted < related - 0.2, (related, drifted)
+
+
+def test_make_run_sends_the_click_history_once_and_forwards_sigterm(tmp_path):
+    """scripts/run.sh (make run) on a small shop: builds, serves, sends data/clicks.ndjson through
+    the stream API once the server answers; SIGTERM to the script stops the server and the script
+    exits with its status; a second start re-applies only and does not send the events again."""
+    import os
+    import signal
+    from conftest import BIN, free_port
+    project = tmp_path / "shop"
+    shutil.copytree(SHOP, project, ignore=shutil.ignore_patterns(".lakeloop", "data"))
+    facts = generate(project / "data", "--customers", "300", "--start", "2026-10-01", "--days", "5")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, LAKELOOP_BIN=str(BIN))
+
+    def start():
+        log = open(tmp_path / "run.log", "ab")
+        return subprocess.Popen([str(ROOT / "scripts" / "run.sh"), str(project), f"127.0.0.1:{port}"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env), log
+
+    def wait_events(proc, total, runs):
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()
+            try:
+                st = requests.get(f"{url}/api/v1/streams/clicks", timeout=5).json()
+                posts = (tmp_path / "run.log").read_text().count('{"events": ')
+                if st["events"]["total"] >= total and posts == runs:  # post_events.py is done
+                    return st
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise AssertionError((tmp_path / "run.log").read_text())
+
+    proc, log = start()
+    try:
+        st = wait_events(proc, facts["clicks"], 1)
+        assert st["events"]["total"] == facts["clicks"] and st["events"]["rejected_since_start"] == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        with pytest.raises(requests.RequestException):
+            requests.get(f"{url}/api/v1/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    proc, log = start()
+    try:
+        st = wait_events(proc, facts["clicks"], 2)
+        text = (tmp_path / "run.log").read_text()
+        assert '"skipped": "not empty"' in text, text
+        assert st["events"]["total"] == facts["clicks"]
+        assert text.count("model:customer_daily") == 1  # built once, on the first start
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
