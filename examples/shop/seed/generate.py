@@ -25,8 +25,8 @@ per day) so tests can compare it with SQL over the lake.
 
 --drift: from --drift-days (default 30) days before the end, the world changes: visits become 1.8x
 as frequent and no longer depend on the propensity, the churn hazard doubles and no longer depends
-on it either, prices rise by 25% and add-to-cart becomes more likely. Everything before the drift
-point is identical to the run without --drift.
+on it either, prices rise by 25% and add-to-cart becomes more likely. Visits, clicks and orders
+before the drift point are identical to the run without --drift.
 """
 import argparse
 import datetime as dt
@@ -104,7 +104,7 @@ class World:
         self.clicks = []  # (t, customer_id, seq, event_type, value)
         self.orders = []  # (t, customer_id, product_id, quantity, cents)
 
-    def customer(self, cid, n, days):
+    def customer(self, cid, days):
         rnd = random.Random(f"{self.seed}:{cid}")
         post = random.Random(f"{self.seed}:{cid}:post")  # draws after the drift point
         z = rnd.gauss(0, 1)  # the hidden propensity
@@ -266,7 +266,7 @@ def main():
     world = World(args, start, end)
     days_total = (end - start + DAY - 1) // DAY
     for cid in range(1, args.customers + 1):
-        world.customer(cid, args.customers, days_total)
+        world.customer(cid, days_total)
 
     os.makedirs(os.path.join(args.out, "orders"), exist_ok=True)
     write_app_db(os.path.join(args.out, "app.db"), world)
