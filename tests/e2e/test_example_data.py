@@ -373,6 +373,16 @@ def test_make_run_sends_the_click_history_once_and_forwards_sigterm(tmp_path):
             time.sleep(0.05)
         raise AssertionError((tmp_path / "run.log").read_text())
 
+    def stop(proc, log):
+        # SIGTERM first: run.sh forwards it (a SIGKILL would leave its server running).
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
     proc, log = start()
     try:
         st = wait_events(proc, facts["clicks"], 1)
@@ -382,9 +392,7 @@ def test_make_run_sends_the_click_history_once_and_forwards_sigterm(tmp_path):
         with pytest.raises(requests.RequestException):
             requests.get(f"{url}/api/v1/health", timeout=2)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+        stop(proc, log)
     proc, log = start()
     try:
         st = wait_events(proc, facts["clicks"], 2)
@@ -395,6 +403,4 @@ def test_make_run_sends_the_click_history_once_and_forwards_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+        stop(proc, log)
