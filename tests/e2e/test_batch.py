@@ -16,9 +16,16 @@ from conftest import ROOT, Server, run_cli
 SHOP = ROOT / "examples" / "shop"
 
 
+# The generator's default is 20k customers over the 180 days before now (test_example_data.py); these
+# tests pin a small shop: 500 customers, days from 2026-10-01.
+SMALL = ("--customers", "500", "--start", "2026-10-01")
+BUILD_JOBS = 9  # 4 sources (customers, customer_history, orders, products) + 5 models
+
+
 def generate(project, *args):
     out = subprocess.run([sys.executable, str(project / "seed" / "generate.py"),
-                          str(project / "data"), *args], capture_output=True, text=True, check=True)
+                          str(project / "data"), *SMALL, *args], capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout)
 
 
@@ -49,7 +56,7 @@ def test_apply_then_build_gives_the_generators_numbers(shop):
     assert "+ model daily_revenue" in p.stdout
     assert "no changes" in run_cli(project, data, "apply").stdout
     p = run_cli(project, data, "build")
-    assert p.stdout.count("succeeded") == 6, p.stdout
+    assert p.stdout.count("succeeded") == BUILD_JOBS, p.stdout
     rows = sql(project, data, "SELECT count(*), CAST(sum(orders) AS BIGINT), CAST(sum(revenue) AS VARCHAR) "
                               "FROM processed.daily_revenue")
     assert rows == [[3, facts["orders"], facts["revenue"]]]
@@ -71,7 +78,7 @@ def test_reruns_load_only_new_data_and_incremental_model_only_new_interval(shop)
     p = run_cli(project, data, "run", "source", "orders")
     assert " 0 " in p.stdout.split("\n")[1]  # nothing loaded twice
     assert sql(project, data, "SELECT count(*) FROM raw.orders") == [[facts["orders"]]]
-    new = generate(project, "--first-day", "3", "--days", "1")
+    new = generate(project, "--days", "4", "--first-day", "3")
     p = run_cli(project, data, "run", "source", "orders")
     assert f" {new['orders']} " in p.stdout.split("\n")[1], p.stdout
     assert sql(project, data, "SELECT count(*) FROM raw.orders") == [[facts["orders"] + new["orders"]]]
@@ -179,7 +186,7 @@ def test_server_runs_lineage_and_data_aware_triggers(shop):
         assert set(lin["downstream"]) >= {"processed.daily_revenue", "processed.customer_order_stats",
                                           "processed.customer_profile"}
         # A new drop, loaded through the API: models downstream rebuild by themselves.
-        generate(project, "--first-day", "3", "--days", "1")
+        generate(project, "--days", "4", "--first-day", "3")
         r = requests.post(s.url + "/api/v1/runs", json={"job": "source:orders", "wait": True}, timeout=60)
         assert r.status_code == 200 and r.json()["status"] == "succeeded"
         deadline = time.monotonic() + 60
@@ -263,7 +270,7 @@ def test_example_builds_twice_embedded_and_loads_only_the_window(shop):
     run_cli(project, data, "apply")
     for attempt in range(2):
         p = run_cli(project, data, "build", check=False)
-        assert p.returncode == 0 and p.stdout.count("succeeded") == 6, (attempt, p.stdout, p.stderr)
+        assert p.returncode == 0 and p.stdout.count("succeeded") == BUILD_JOBS, (attempt, p.stdout, p.stderr)
     q = lambda query: sql(project, data, query)  # noqa: E731
     assert customer_counts(q) == [500, 500, 500]
     # The second build re-read the lookback window and loaded nothing: still one load of raw.customers.
@@ -274,7 +281,7 @@ def test_example_builds_twice_embedded_and_loads_only_the_window(shop):
     p = run_cli(project, data, "run", "source", "customers")
     assert "succeeded" in p.stdout and " 1 " in p.stdout.split("\n")[1], p.stdout
     p = run_cli(project, data, "build")
-    assert p.stdout.count("succeeded") == 6, p.stdout
+    assert p.stdout.count("succeeded") == BUILD_JOBS, p.stdout
     assert customer_counts(q) == [501, 500, 501]
 
 
@@ -287,7 +294,7 @@ def test_example_builds_twice_served_and_scheduled_source_runs_stay_green(shop):
         run_cli(project, data, "apply")
         for attempt in range(2):
             p = run_cli(project, data, "build", check=False)  # through the running server
-            assert p.returncode == 0 and p.stdout.count("succeeded") == 6, (attempt, p.stdout,
+            assert p.returncode == 0 and p.stdout.count("succeeded") == BUILD_JOBS, (attempt, p.stdout,
                                                                              p.stderr)
         q = lambda query: s.sql(query).json()["rows"]  # noqa: E731
         assert customer_counts(q) == [500, 500, 500]
