@@ -12,9 +12,10 @@ LUA = Path(__file__).with_name("post_json.lua")
 
 
 def wrk(url, connections, duration_s, body=None, pinning=None, lua=LUA, env=None, threads=None,
-        timeout_s=10):
+        timeout_s=10, keys=None):
     """Runs wrk against url for duration_s at `connections`; POSTs `body` (a str or a JSON-able
-    value) when given. Returns requests, rps, p50/p90/p99/max in µs, errors and non-2xx counts.
+    value) when given; with keys=N each request puts a random integer in [0, N) where the body
+    says __KEY__. Returns requests, rps, p50/p90/p99/max in µs, errors and non-2xx counts.
     A run with errors or non-2xx answers is reported, not hidden: check r["ok"]."""
     if not shutil.which("wrk"):
         raise FileNotFoundError("wrk is not installed (scripts/setup.sh installs it)")
@@ -23,6 +24,10 @@ def wrk(url, connections, duration_s, body=None, pinning=None, lua=LUA, env=None
         e["WRK_BODY"] = body if isinstance(body, str) else json.dumps(body)
     else:
         e.pop("WRK_BODY", None)
+    if keys:
+        e["WRK_KEYS"] = str(keys)
+    else:
+        e.pop("WRK_KEYS", None)
     threads = threads or (1 if connections == 1 else 2)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", f"--timeout",
            f"{timeout_s}s", "-s", str(lua), url]

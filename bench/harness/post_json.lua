@@ -1,10 +1,25 @@
 -- wrk script used by the harness: POSTs the JSON body in WRK_BODY (GET when WRK_BODY is unset)
 -- and prints one line "JSON {...}" with counts and latency percentiles in microseconds.
+-- With WRK_KEYS=N, each request replaces __KEY__ in the body by a random integer in [0, N), so a
+-- lookup benchmark reads spread keys rather than one hot key.
 local body = os.getenv("WRK_BODY")
+local keys = tonumber(os.getenv("WRK_KEYS") or "")
 if body then
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.body = body
+end
+
+if body and keys then
+  local pre, post = body:match("^(.-)__KEY__(.*)$")
+  if pre then
+    init = function(args)
+      math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
+    end
+    request = function()
+      return wrk.format(nil, nil, nil, pre .. math.random(0, keys - 1) .. post)
+    end
+  end
 end
 
 done = function(summary, latency, requests)

@@ -98,13 +98,17 @@ def test_missing_anchor_fails_under_ci(monkeypatch):
     assert require_anchor("no-such-venv") is None
 
 
+seen = set()
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length", 0))
         body = self.rfile.read(n)
-        ok = json.loads(body) == {"k": 1} and self.headers["Content-Type"] == "application/json"
+        seen.add(json.dumps(json.loads(body)))
+        ok = json.loads(body).get("k") in (1, 3, 4, 5) and self.headers["Content-Type"] == "application/json"
         out = b'{"ok": true}'
         self.send_response(200 if ok else 400)
         self.send_header("Content-Length", str(len(out)))
@@ -126,6 +130,9 @@ def test_wrk_posts_the_body_and_reports_percentiles():
         assert r["requests"] > 0 and 0 < r["p50_us"] <= r["p99_us"]
         bad = wrk(url, 1, 1, body={"k": 2})
         assert not bad["ok"] and bad["non2xx"] > 0
+        seen.clear()
+        spread = wrk(url, 1, 1, body='{"k": __KEY__}', keys=3)  # keys 0..2: 0 and 2 answer 400
+        assert spread["requests"] > 20 and {'{"k": 0}', '{"k": 1}', '{"k": 2}'} <= seen
     finally:
         srv.shutdown()
 
