@@ -9,16 +9,17 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "build" / "lakeloop"
 BENCH_VENVS = ROOT / ".venv-bench"
 
-# Every anchor runs offline with its usage reporting off (variables documented by each project:
-# Feast FEAST_USAGE, MLflow MLFLOW_DISABLE_TELEMETRY, BentoML BENTOML_DO_NOT_TRACK, Evidently and
-# others DO_NOT_TRACK, Scarf-based packages SCARF_ANALYTICS).
+# Every anchor runs offline with its usage reporting off. Checked in the installed sources:
+# MLflow 3.17 reads MLFLOW_DISABLE_TELEMETRY and DO_NOT_TRACK (mlflow/telemetry/utils.py),
+# Evidently 0.7 DO_NOT_TRACK (evidently/telemetry.py), BentoML 1.4 BENTOML_DO_NOT_TRACK
+# (bentoml/_internal/utils/analytics/usage_stats.py). Feast 0.67 has no usage module any more;
+# FEAST_USAGE=False is what older Feast read. SCARF_ANALYTICS for Scarf-instrumented packages.
 TELEMETRY_OFF = {
     "FEAST_USAGE": "False",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "BENTOML_DO_NOT_TRACK": "True",
     "DO_NOT_TRACK": "true",
     "SCARF_ANALYTICS": "false",
-    "EVIDENTLY_DISABLE_TELEMETRY": "1",
     "HF_HUB_OFFLINE": "1",
     "PYTHONUNBUFFERED": "1",
 }
