@@ -45,8 +45,9 @@ FEATURES_PER_VIEW = 10
 
 def online_body(features_key="__KEY__"):
     feats = [f"view_{v}:f{i}" for v in range(ONLINE_VIEWS) for i in range(FEATURES_PER_VIEW)]
+    # full_feature_names: the views share feature names (f0..f9), as Feast requires then.
     return '{"features": ' + json.dumps(feats) + ', "entities": {"customer_id": [' + \
-        features_key + ']}}'
+        features_key + ']}, "full_feature_names": true}'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,8 +69,9 @@ def lakeloop_online_inprocess(data_dir, customers, pinning):
 
 
 def lakeloop_historical(data_dir, entity_rows, budget):
-    """Point-in-time dataset of data_dir/entities.parquet against view_0..view_2. Return the
-    harness.run_measured() dict of the command that builds it (status, seconds, peak_rss_mb)."""
+    """Point-in-time dataset of entities.parquet against view_0..view_2 in data_dir() (a call:
+    it generates the files on first use). Return the harness.run_measured() dict of the command
+    that builds it (status, seconds, peak_rss_mb)."""
     return {"status": NOT_BUILT}
 
 
@@ -90,18 +92,16 @@ def run_anchor(py, *args, budget=Budget(seconds=1800, memory_mb=8192), pin=None)
 
 
 def generate(py, out, **kw):
-    """Generates a data set once: reuses out/ when its meta.json matches the arguments."""
+    """Generates a data set once: reuses out/ when it was generated with the same arguments."""
     out = Path(out)
+    marker = out / ".generated-with.json"
+    want = json.dumps(kw, sort_keys=True, default=str)
+    if marker.exists() and marker.read_text() == want:
+        return out
     args = [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
-    want = {k: v for k, v in kw.items()}
-    meta = out / "meta.json"
-    if meta.exists():
-        have = json.loads(meta.read_text())
-        if all(str(have.get(k)) == str(v) for k, v in want.items() if k != "end"):
-            if "end" not in want or have.get("end", "").startswith(str(want["end"])[:19]):
-                return out
     t0 = time.monotonic()
     subprocess.run([str(py), str(DATA_GEN), f"--out={out}", *args], check=True, env=anchor_env())
+    marker.write_text(want)
     log(f"generated {out.name} in {time.monotonic() - t0:.1f} s")
     return out
 
@@ -197,11 +197,15 @@ def ms(us):
 
 
 def wrk_probe(url, body):
+    import urllib.error
     import urllib.request
     req = urllib.request.Request(url, data=body.encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        out = json.loads(r.read())
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            out = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"feast serve answered {e.code}: {e.read()[:1000]!r}") from e
     present = 0
     for col in out.get("results", [])[1:]:
         present += sum(1 for s in col.get("statuses", []) if s == "PRESENT")
@@ -230,7 +234,7 @@ def historical(args, py, version, res, work):
         return {"cmd": cmd, "env": anchor_env(), "cwd": str(ROOT)}
 
     def lakeloop_step(e):
-        return lakeloop_historical(data_for(e), e, budget)
+        return lakeloop_historical(lambda: data_for(e), e, budget)
 
     feast_ladder = run_ladder(sizes, feast_step, budget, label="feast historical", log=log)
     lake_ladder = run_ladder(sizes, lakeloop_step, budget, label="lakeloop historical", log=log)
@@ -239,9 +243,11 @@ def historical(args, py, version, res, work):
                                        "feature_rows_per_view": "10 x entity rows"}
     by_size = {s["size"]: s for s in feast_ladder["steps"]}
     mine = {s["size"]: s for s in lake_ladder["steps"]}
+    skipped = {"status": "not run (a smaller size did not finish)"}
     for e in sizes:
-        a = by_size.get(e, {"status": "not run (a smaller size did not finish)"})
-        m = mine.get(e, {"status": "not run (a smaller size did not finish)"})
+        a = by_size.get(e, skipped)
+        m = mine.get(e, {"status": NOT_BUILT} if lake_ladder["steps"][0]["status"] == NOT_BUILT
+                     else skipped)
         inner = (a.get("result") or {}).get("seconds")
         res.add(Figure(f"historical_{e}_rows_seconds", "s", "lower",
                        lakeloop=m.get("seconds") if m["status"] == "ok" else None,
