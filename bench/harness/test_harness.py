@@ -140,3 +140,28 @@ def test_wrk_posts_the_body_and_reports_percentiles():
 def test_time_calls_counts_and_orders_percentiles():
     r = time_calls(lambda: sum(range(100)), calls=200, warmup=5)
     assert r["calls"] == 200 and 0 < r["p50_us"] <= r["p99_us"]
+
+
+def test_lakeloop_server_starts_pinned_on_a_free_port_and_cleans_up(tmp_path):
+    import os
+    import urllib.request
+    from pathlib import Path
+    from harness import LakeloopServer
+    from harness.env import BIN
+    binary = Path(os.environ.get("LAKELOOP_BIN", BIN))
+    if not binary.exists():
+        pytest.skip(f"{binary} is not built (make build)")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "lakeloop.yaml").write_text("server:\n  io_threads: 1\n  worker_threads: 1\n")
+    pin = Pinning(enabled=True)
+    with LakeloopServer(project, pin, binary=binary) as s:
+        with urllib.request.urlopen(s.url + "/api/v1/health", timeout=5) as r:
+            assert r.status == 200
+        data = s.data
+        assert data.exists()
+        if pin.enabled:
+            allowed = os.sched_getaffinity(s.proc.pid)
+            assert allowed == set(pin.server_cpus)
+    assert s.proc.poll() is not None
+    assert not data.exists()
