@@ -86,6 +86,10 @@ class Results:
         self.config = config or {}
         self.started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.load_at_start = os.getloadavg()
+        # The code that runs is the code at the start (a commit made during a long run is not it).
+        self.commit = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+        self.dirty = bool(dirty) if dirty is not None else None
         self.figures = []
         self.extra = {}
 
@@ -98,14 +102,13 @@ class Results:
         return figure
 
     def as_dict(self):
-        dirty = _git("status", "--porcelain", "--untracked-files=no")
         return {
             "scenario": self.scenario,
             "command": self.command,
             "started_at": self.started,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "git_commit": _git("rev-parse", "HEAD"),
-            "git_dirty": bool(dirty) if dirty is not None else None,
+            "git_commit": self.commit,
+            "git_dirty_at_start": self.dirty,
             "machine": dict(machine_info(), load_avg_at_start=self.load_at_start,
                             load_avg_at_end=os.getloadavg()),
             "config": self.config,
