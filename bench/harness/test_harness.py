@@ -165,3 +165,20 @@ def test_lakeloop_server_starts_pinned_on_a_free_port_and_cleans_up(tmp_path):
             assert allowed == set(pin.server_cpus)
     assert s.proc.poll() is not None
     assert not data.exists()
+
+
+def test_report_says_plainly_when_lakeloop_is_slower_or_not_measured(tmp_path):
+    from harness.report import render
+    res = Results("unit", "bench/x.py", out_dir=tmp_path)
+    res.add(Figure("p99", "ms", "lower", lakeloop=2.0, anchor=1.0, anchor_name="feast",
+                   anchor_version="0.67.0"))
+    res.add(Figure("rps", "requests/s", "higher", lakeloop=5000.0, anchor=500.0))
+    res.add(Figure("hist", "s", "lower", lakeloop=None, lakeloop_status="not built yet",
+                   anchor=57.6))
+    text = render(json.loads(res.write().read_text()))
+    rows = [line for line in text.splitlines() if line.startswith("| p99") or
+            line.startswith("| rps") or line.startswith("| hist")]
+    assert "**lakeloop slower**: 2x worse" in rows[0] and "feast 0.67.0" in rows[0]
+    assert "lakeloop 10x better" in rows[1]
+    assert "not compared (lakeloop: not built yet)" in rows[2]
+    assert "bench/x.py" in text
