@@ -22,6 +22,7 @@ Results: bench/results/features.json
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,6 +137,7 @@ def online(args, py, version, res, pinning, work):
                     feature_rows=args.customers, span_days=1 / 24, end=end)
     end = json.loads((data / "meta.json").read_text())["end"]
     repo = data / "feast"
+    shutil.rmtree(repo, ignore_errors=True)  # a fresh registry and online store every run
     run_anchor(py, "repo", "--repo", repo, "--data", data, "--views", ONLINE_VIEWS)
     m = run_anchor(py, "materialize", "--repo", repo, "--end", end)
     log(f"feast materialize {ONLINE_VIEWS} x {args.customers} rows: "
@@ -228,6 +230,7 @@ def historical(args, py, version, res, work):
     def feast_step(e):
         data = data_for(e)
         repo = data / "feast"
+        shutil.rmtree(repo, ignore_errors=True)
         run_anchor(py, "repo", "--repo", repo, "--data", data, "--views", HIST_VIEWS)
         cmd = [str(py), str(FEAST), "historical", "--repo", str(repo), "--data", str(data),
                "--views", str(HIST_VIEWS)]
