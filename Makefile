@@ -36,11 +36,14 @@ test-slow: build
 	LAKELOOP_SLOW=1 $(PY) -m pytest -q tests/e2e
 	$(MAKE) sanitize SANITIZE=thread
 
-# Every recorded scenario (bench/README.md); results land in bench/results/.
+# Every recorded scenario (bench/README.md); results land in bench/results/. The anchors (Feast,
+# MLflow, BentoML, Evidently, xgboost) go into .venv-bench/ first (scripts/setup_bench.sh).
 bench: build
+	@scripts/setup_bench.sh
 	$(PY) bench/run.py
 	$(PY) bench/ingest.py --rows 24000000
 	$(PY) bench/streams.py
+	$(PY) bench/features.py
 
 fmt:
 	find src -name '*.h' -o -name '*.cc' | xargs clang-format -i
