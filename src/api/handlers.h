@@ -62,8 +62,9 @@ SyncHandler Wrap(Services* s, F f) {
 }
 
 // A handler for expensive work: runs `handler` on Services::expensive (the route's own worker
-// only queues it and is free again at once; auth still runs on the worker), or answers 503 unavailable with Retry-After when the queue is full;
-// a request whose client left while it waited is dropped unrun.
+// only queues it and is free again at once; auth still runs on the worker), or answers 503
+// unavailable with Retry-After when the queue is full; a request whose client left while it waited
+// is dropped unrun.
 Handler Admitted(Services* s, SyncHandler handler);
 
 // Shapes shared by the API and the CLI's embedded mode, so both print the same thing.
