@@ -9,3 +9,5 @@ echo "== unit tests (ctest)"
 (cd "$build" && ctest --output-on-failure -j "$(nproc)" --timeout 600)
 echo "== end-to-end tests (pytest)"
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/e2e
+echo "== benchmark harness (its own tests; the benchmarks themselves run in make bench)"
+.venv/bin/python -m pytest -q -p no:cacheprovider bench/harness/test_harness.py

@@ -860,19 +860,23 @@ class SchedulerImpl {
       Result<bool> won = latest > last ? runs_db_.AdvanceTick(name, last, latest, runs, &actual)
                                        : Result<bool>(true);
       std::unique_lock<std::mutex> lock(mu_);
+      // The claimed tick's runs are in the catalog: make them ready here (mu_ held).
+      auto adopt = [&] {
+        for (auto& r : runs) {
+          std::string id = r.id;
+          RunState& rs = runs_[id];
+          rs.info = std::move(r);
+          rs.in_catalog = true;
+          MakeReady(id);
+        }
+      };
       auto jt = jobs_.find(name);
       if (jt == jobs_.end() || !jt->second.cron || jt->second.cron->text() != cron.text()) {
         // Removed or rescheduled while the tick was being claimed: the runs it queued run (the
         // job still exists) or are cancelled (it was removed).
         if (!won.ok() || !*won) return;
         if (jt != jobs_.end() && !jt->second.removed) {
-          for (auto& r : runs) {
-            std::string id = r.id;
-            RunState& rs = runs_[id];
-            rs.info = std::move(r);
-            rs.in_catalog = true;
-            MakeReady(id);
-          }
+          adopt();
           return;
         }
         lock.unlock();
@@ -888,13 +892,7 @@ class SchedulerImpl {
       j.last_tick = std::max(j.last_tick, actual);
       if (*won) {
         stats_.ticks_fired += static_cast<int64_t>(runs.size());
-        for (auto& r : runs) {
-          std::string id = r.id;
-          RunState& rs = runs_[id];
-          rs.info = std::move(r);
-          rs.in_catalog = true;
-          MakeReady(id);
-        }
+        adopt();
         j.next_tick = cron.NextAfter(std::max(now, j.last_tick));
         return;
       }

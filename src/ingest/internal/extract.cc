@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include "ingest/internal/cursor.h"
+
 namespace lakeloop::ingest::internal {
 
 namespace {
@@ -45,22 +47,6 @@ void AppendCsvQuoted(std::string* out, const char* data, size_t n) {
     out->push_back(data[i]);
   }
   out->push_back('"');
-}
-
-bool IsNumericType(const std::string& t) {
-  static const char* kNumeric[] = {"TINYINT",  "SMALLINT",  "INTEGER",  "BIGINT",  "HUGEINT",
-                                   "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT",
-                                   "REAL",     "DOUBLE",    "DECIMAL",  "NUMERIC", "INT"};
-  std::string u = Upper(t);
-  for (const char* n : kNumeric) {
-    if (u.rfind(n, 0) == 0) return true;
-  }
-  return false;
-}
-
-bool IsTimeType(const std::string& t) {
-  std::string u = Upper(t);
-  return u.rfind("TIMESTAMP", 0) == 0 || u == "DATE" || u == "DATETIME";
 }
 
 // ---- SQLite -------------------------------------------------------------------------------------
