@@ -17,6 +17,9 @@ using catalog::Definitions;
 struct Realtime::Applied {
   std::vector<stream::StreamDefinition> streams;
   std::vector<features::FeatureView> views;
+  std::vector<features::Entity> entities;
+  std::vector<features::FeatureService> services;
+  features::Registry Registry() const { return {entities, views, services}; }
   std::map<std::string, std::string> view_bodies;  // name -> definition text (what changed)
   const stream::StreamDefinition* FindStream(std::string_view name) const {
     for (const auto& s : streams) {
@@ -145,7 +148,26 @@ Result<ProjectFiles> Realtime::ReadProject() {
     out.views.push_back(std::move(view));
     return Status::Ok();
   });
+  each_file("entities", [&](const std::string& text, const std::string& origin) -> Status {
+    ASSIGN_OR_RETURN(auto e, features::ParseEntity(text, origin));
+    out.definitions.push_back({"entity", e.name, text, origin});
+    out.entities.push_back(std::move(e));
+    return Status::Ok();
+  });
+  each_file("feature_services", [&](const std::string& text, const std::string& origin) -> Status {
+    ASSIGN_OR_RETURN(auto fs, features::ParseFeatureService(text, origin));
+    out.definitions.push_back({"feature_service", fs.name, text, origin});
+    out.services.push_back(std::move(fs));
+    return Status::Ok();
+  });
   if (errors.empty()) errors = CrossCheck(out.streams, out.views);
+  if (errors.empty()) {
+    features::Registry next{out.entities, out.views, out.services};
+    errors = features::CheckRegistry(next);
+    // An incompatible change to a view a service uses (a retyped or removed feature) is refused.
+    std::shared_ptr<const Applied> before = applied();
+    if (errors.empty() && before) errors = features::CheckCompatibility(before->Registry(), next);
+  }
   if (!errors.empty()) {
     std::string msg = "the project has errors; nothing was applied:";
     for (const auto& e : errors) msg += "\n  " + e;
@@ -154,7 +176,68 @@ Result<ProjectFiles> Realtime::ReadProject() {
   return out;
 }
 
-std::vector<std::string> Realtime::DefinitionKinds() const { return {"stream", "feature_view"}; }
+std::vector<std::string> Realtime::DefinitionKinds() const {
+  return {"stream", "feature_view", "entity", "feature_service"};
+}
+
+Status Realtime::CheckReferences(const std::vector<flow::Definition>& all) {
+  std::vector<std::string> errors;
+  std::set<std::string> defined;  // source and model names
+  for (const auto& d : all) {
+    if (d.kind == "source" || d.kind == "model") defined.insert(d.name);
+  }
+  std::map<std::string, const flow::Definition*> entities;
+  for (const auto& d : all) {
+    if (d.kind == "entity") entities[d.name] = &d;
+  }
+  for (const auto& d : all) {
+    if (d.kind != "feature_view") continue;
+    auto view = features::ParseFeatureView(d.body, d.origin);
+    if (!view.ok() || view->kind != features::ViewKind::kBatch) continue;
+    auto ref = lake::ParseTableRef(view->source);
+    if (!ref.ok()) continue;
+    auto info = lake_->GetTable(*ref);
+    if (!info.ok() || info->current_version == 0) {
+      if (!defined.count(ref->name)) {
+        errors.push_back(d.origin + ":1: batch view '" + view->name + "' reads " +
+                         view->source +
+                         ", which no source or model defines and the lake does not hold");
+      }
+      continue;  // not built yet: its columns are checked by materialization
+    }
+    auto type_of = [&](const std::string& col) -> const std::string* {
+      for (const auto& c : info->schema) {
+        if (c.name == col) return &c.type;
+      }
+      return nullptr;
+    };
+    auto need = [&](const std::string& col, int line, const std::string& what,
+                    std::optional<features::ValueType> t) {
+      const std::string* type = type_of(col);
+      const std::string at = d.origin + ":" + std::to_string(line > 0 ? line : 1) + ": ";
+      if (!type) {
+        errors.push_back(at + what + " reads column '" + col + "', which " + view->source +
+                         " does not have");
+      } else if (t && !features::ColumnFits(*t, *type)) {
+        errors.push_back(at + what + " is " + std::string(features::ValueTypeName(*t)) +
+                         " but " + view->source + "." + col + " is " + *type);
+      }
+    };
+    need(view->timestamp_column, 1, "the timestamp", features::ValueType::kTimestamp);
+    auto e = entities.find(view->entity);
+    if (e != entities.end()) {
+      auto entity = features::ParseEntity(e->second->body, e->second->origin);
+      if (entity.ok()) need(entity->join_key, 1, "the entity's join key", entity->type);
+    }
+    for (const auto& f : view->features) {
+      need(f.column, f.line, "feature '" + f.name + "'", f.type);
+    }
+  }
+  if (errors.empty()) return Status::Ok();
+  std::string msg = "the project has errors; nothing was applied:";
+  for (const auto& e : errors) msg += "\n  " + e;
+  return InvalidArgument(msg);
+}
 
 Result<std::vector<flow::Definition>> Realtime::ReadDefinitions() {
   ASSIGN_OR_RETURN(ProjectFiles files, ReadProject());
@@ -181,6 +264,12 @@ Result<std::shared_ptr<Realtime::Applied>> Realtime::LoadApplied() {
       ASSIGN_OR_RETURN(auto view, features::ParseFeatureView(d.body, d.origin));
       applied->views.push_back(std::move(view));
       applied->view_bodies[d.name] = d.body;
+    } else if (d.kind == "entity") {
+      ASSIGN_OR_RETURN(auto e, features::ParseEntity(d.body, d.origin));
+      applied->entities.push_back(std::move(e));
+    } else if (d.kind == "feature_service") {
+      ASSIGN_OR_RETURN(auto fs, features::ParseFeatureService(d.body, d.origin));
+      applied->services.push_back(std::move(fs));
     }
   }
   {

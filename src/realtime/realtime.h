@@ -17,6 +17,7 @@
 #include "catalog/catalog.h"
 #include "core/time.h"
 #include "features/features.h"
+#include "features/store.h"
 #include "flow/definition_kind.h"
 #include "lake/lake.h"
 #include "sql/sql.h"
@@ -47,6 +48,8 @@ struct RealtimeOptions {
 struct ProjectFiles {
   std::vector<stream::StreamDefinition> streams;
   std::vector<features::FeatureView> views;
+  std::vector<features::Entity> entities;          // entities/*.yaml
+  std::vector<features::FeatureService> services;  // feature_services/*.yaml
   std::vector<catalog::Definitions::Definition> definitions;
 };
 
@@ -78,9 +81,12 @@ class Realtime : public flow::DefinitionKind {
   // fields and their types). Errors name file, line and reason.
   Result<ProjectFiles> ReadProject();
 
-  // flow::DefinitionKind: "stream" and "feature_view".
+  // flow::DefinitionKind: "stream", "feature_view", "entity" and "feature_service".
   std::vector<std::string> DefinitionKinds() const override;
   Result<std::vector<flow::Definition>> ReadDefinitions() override;
+  // A batch view's source table must be produced by a source or model definition in `all` or
+  // exist in the lake; when it exists, its columns must exist with fitting types.
+  Status CheckReferences(const std::vector<flow::Definition>& all) override;
   std::string DeleteNote(const flow::Definition& deleted) const override;
   // Loads the applied definitions again; registers created or updated streams (log + archiver);
   // starts a processor for each created view, replaces the processor of each updated view
