@@ -46,6 +46,8 @@ DatasetBuild FromRow(const catalog::Rows& r, size_t i) {
 struct ViewUse {
   const FeatureView* view;
   std::vector<size_t> features;  // indexes into view->features, in request order
+  std::string join_key;          // the entity rows' column
+  std::string key_type;          // batch: the entity's SQL type (the join compares it)
 };
 
 // Removes its files when it goes (every exit path of a build).
@@ -123,38 +125,70 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
   if (req.entities_sql.empty() == req.entities_table.empty()) {
     return InvalidArgument("give exactly one of entities_sql and entities_table");
   }
-  if (req.features.empty()) return InvalidArgument("features must name at least one feature");
-  std::vector<FeatureView> views;
+  if (req.features.empty() == req.feature_service.empty()) {
+    return InvalidArgument("give exactly one of features and feature_service");
+  }
+  // The registry as applied (never what the files say now).
+  Registry registry;
   std::vector<catalog::Definitions::Definition> defs;
   {
     catalog::Definitions d(deps_.catalog);
-    ASSIGN_OR_RETURN(defs, d.List("feature_view"));
+    ASSIGN_OR_RETURN(defs, d.List());
     for (const auto& def : defs) {
-      auto v = ParseFeatureView(def.body, def.origin);
-      if (v.ok()) views.push_back(std::move(v).value());
+      if (def.kind == "feature_view") {
+        if (auto v = ParseFeatureView(def.body, def.origin); v.ok()) {
+          registry.views.push_back(std::move(v).value());
+        }
+      } else if (def.kind == "entity") {
+        if (auto e = ParseEntity(def.body, def.origin); e.ok()) {
+          registry.entities.push_back(std::move(e).value());
+        }
+      } else if (def.kind == "feature_service") {
+        if (auto fs = ParseFeatureService(def.body, def.origin); fs.ok()) {
+          registry.services.push_back(std::move(fs).value());
+        }
+      }
+    }
+  }
+  std::vector<std::string> wanted = req.features;
+  if (!req.feature_service.empty()) {
+    const FeatureService* svc = registry.FindService(req.feature_service);
+    if (svc == nullptr) return NotFound("unknown feature service '" + req.feature_service + "'");
+    for (const FeatureRef& r : svc->features) {
+      const FeatureView* v = registry.FindView(r.view);
+      if (r.feature == "*" && v != nullptr) {
+        for (const auto& f : v->features) wanted.push_back(r.view + ":" + f.name);
+      } else {
+        wanted.push_back(r.ToString());
+      }
     }
   }
   std::vector<ViewUse> uses;
   std::set<std::string> seen;
-  for (const std::string& ref : req.features) {
+  for (const std::string& ref : wanted) {
     const size_t colon = ref.find(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == ref.size()) {
       return InvalidArgument("feature '" + ref + "' must be written view:feature");
     }
     if (!seen.insert(ref).second) return InvalidArgument("feature '" + ref + "' is listed twice");
     const std::string vname = ref.substr(0, colon), fname = ref.substr(colon + 1);
-    auto v = std::find_if(views.begin(), views.end(),
-                          [&](const FeatureView& x) { return x.name == vname; });
-    if (v == views.end()) return NotFound("unknown feature view '" + vname + "' in '" + ref + "'");
+    const FeatureView* v = registry.FindView(vname);
+    if (v == nullptr) return NotFound("unknown feature view '" + vname + "' in '" + ref + "'");
     auto f = std::find_if(v->features.begin(), v->features.end(),
                           [&](const FeatureDef& x) { return x.name == fname; });
     if (f == v->features.end()) {
       return NotFound("feature view '" + vname + "' has no feature '" + fname + "'");
     }
-    auto u =
-        std::find_if(uses.begin(), uses.end(), [&](const ViewUse& x) { return x.view == &*v; });
+    auto u = std::find_if(uses.begin(), uses.end(), [&](const ViewUse& x) { return x.view == v; });
     if (u == uses.end()) {
-      uses.push_back({&*v, {}});
+      ViewUse nu{v, {}, v->entity, "VARCHAR"};
+      if (v->kind == ViewKind::kBatch) {
+        const Entity* e = registry.FindEntity(v->entity);
+        if (e == nullptr) return NotFound("view " + v->name + ": unknown entity " + v->entity);
+        nu.join_key = e->join_key;
+        nu.key_type = e->type == ValueType::kInt64 ? "BIGINT" : "VARCHAR";
+      }
+      uses.push_back(std::move(nu));
       u = uses.end() - 1;
     }
     u->features.push_back(static_cast<size_t>(f - v->features.begin()));
@@ -198,8 +232,9 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
     w.BeginObject().Key("name").String(req.name);
     if (!req.entities_sql.empty()) w.Key("entities_sql").String(req.entities_sql);
     if (!req.entities_table.empty()) w.Key("entities_table").String(req.entities_table);
+    if (!req.feature_service.empty()) w.Key("feature_service").String(req.feature_service);
     w.Key("features").BeginArray();
-    for (const auto& f : req.features) w.String(f);
+    for (const auto& f : wanted) w.String(f);
     w.EndArray().EndObject();
   }
   int64_t build = 0;
@@ -249,8 +284,8 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
           "SELECT customer_id, ts AS event_timestamp, label FROM ...)");
     }
     for (const ViewUse& u : uses) {
-      if (column(u.view->entity) == nullptr) {
-        return InvalidArgument("the entity rows need the column " + u.view->entity +
+      if (column(u.join_key) == nullptr) {
+        return InvalidArgument("the entity rows need the column " + u.join_key +
                                " (the entity key of view " + u.view->name + ")");
       }
     }
@@ -272,11 +307,11 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
       const ViewUse& u = uses[ui];
       if (u.view->kind != ViewKind::kStream) continue;
       RETURN_IF_ERROR(SetProgress(req.name, build, "replaying stream view " + u.view->name));
-      auto& [keys, times] = rows_by_entity[u.view->entity];
+      auto& [keys, times] = rows_by_entity[u.join_key];
       if (keys.empty()) {
         sql::QueryRequest kq;
         kq.sql = "SELECT epoch_us(CAST(event_timestamp AS TIMESTAMP)) AS t, CAST(" +
-                 QuoteIdentifier(u.view->entity) + " AS VARCHAR) AS k FROM " + eread +
+                 QuoteIdentifier(u.join_key) + " AS VARCHAR) AS k FROM " + eread +
                  " ORDER BY file_row_number";
         kq.format = sql::Format::kCsv;
         kq.limit = int64_t{1} << 40;
@@ -349,9 +384,13 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
 
     // 3) One SELECT joining it all, in entity row order, COPY'd to the staging folder.
     RETURN_IF_ERROR(SetProgress(req.name, build, "joining"));
-    std::string select = "SELECT e.* EXCLUDE (file_row_number)";
-    std::string from = " FROM " + eread + " e";
-    std::string lineage_batch = "[]";
+    std::string exclude = "file_row_number, __t";  // helper columns of the entity side
+    std::string features_sql;                      // the feature columns
+    std::string from;
+    std::string entity_extra;
+    std::string lineage_batch;
+    JsonWriter lb(&lineage_batch);
+    lb.BeginArray();
     for (size_t ui = 0; ui < uses.size(); ++ui) {
       const ViewUse& u = uses[ui];
       const std::string alias = "v" + std::to_string(ui);
@@ -359,20 +398,54 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
         std::string cols = "{'_row': 'BIGINT'";
         for (size_t j = 0; j < u.features.size(); ++j) {
           cols += ", 'c" + std::to_string(j) + "': 'DOUBLE'";
-          select += ", " + alias + ".c" + std::to_string(j) + " AS " +
-                    QuoteIdentifier(u.view->name + "__" + u.view->features[u.features[j]].name);
+          features_sql +=
+              ", " + alias + ".c" + std::to_string(j) + " AS " +
+              QuoteIdentifier(u.view->name + "__" + u.view->features[u.features[j]].name);
         }
         cols += "}";
         from += " LEFT JOIN read_csv(" + QuoteLiteral(stream_files[ui]) +
                 ", header = true, columns = " + cols + ") " + alias + " ON " + alias +
                 "._row = e.file_row_number";
-      } else {
-        return Status(
-            Code::kUnimplemented,
-            "batch feature views in historical retrieval: not yet (view " + u.view->name + ")");
+        continue;
       }
+      // Batch: as of the row's time within TTL, the source row with the greatest timestamp <= t
+      // (an equal timestamp counts), from the snapshot current when the build started; a row
+      // with no such source row keeps its place with nulls (ASOF LEFT JOIN).
+      ASSIGN_OR_RETURN(lake::TableRef src, lake::ParseTableRef(u.view->source));
+      ASSIGN_OR_RETURN(lake::TableInfo info, deps_.lake->GetTable(src));
+      lb.BeginObject().Key("view").String(u.view->name).Key("table").String(src.ToString());
+      lb.Key("version").Int(info.current_version).EndObject();
+      const std::string k = "__k" + std::to_string(ui);
+      std::string cols;
+      for (size_t j = 0; j < u.features.size(); ++j) {
+        const FeatureDef& f = u.view->features[u.features[j]];
+        const std::string c = f.column.empty() ? f.name : f.column;
+        cols += ", " + QuoteIdentifier(c) + " AS c" + std::to_string(j);
+        std::string value = alias + ".c" + std::to_string(j);
+        if (info.current_version == 0) {
+          value = "NULL";
+        } else if (u.view->ttl_us > 0) {
+          value = "CASE WHEN " + alias + ".__ts >= e.__t - to_microseconds(" +
+                  std::to_string(u.view->ttl_us) + ") THEN " + value + " END";
+        }
+        features_sql += ", " + value + " AS " + QuoteIdentifier(u.view->name + "__" + f.name);
+      }
+      if (info.current_version == 0) continue;  // no rows yet: nulls
+      exclude += ", " + k;
+      entity_extra += ", CAST(" + QuoteIdentifier(u.join_key) + " AS " + u.key_type + ") AS " + k;
+      const std::string snapshot =
+          QuoteIdentifier(sql::LakeViews::SnapshotSchema(src.zone)) + "." +
+          QuoteIdentifier(sql::LakeViews::SnapshotView(src.name, info.current_version));
+      from += " ASOF LEFT JOIN (SELECT CAST(" + QuoteIdentifier(u.join_key) + " AS " + u.key_type +
+              ") AS __k, CAST(" + QuoteIdentifier(u.view->timestamp_column) +
+              " AS TIMESTAMP) AS __ts" + cols + " FROM " + snapshot + ") " + alias + " ON e." + k +
+              " = " + alias + ".__k AND e.__t >= " + alias + ".__ts";
     }
-    select += from + " ORDER BY e.file_row_number";
+    lb.EndArray();
+    const std::string select = "SELECT e.* EXCLUDE (" + exclude + ")" + features_sql +
+                               " FROM (SELECT *, CAST(event_timestamp AS TIMESTAMP) AS __t" +
+                               entity_extra + " FROM " + eread + ") e" + from +
+                               " ORDER BY e.file_row_number";
     ASSIGN_OR_RETURN(std::vector<sql::Column> columns, deps_.engine->Describe(select));
     ASSIGN_OR_RETURN(lake::Staging st, deps_.lake->BeginWrite(table));
     staging = st;

@@ -24,6 +24,7 @@
 #include "catalog/catalog.h"
 #include "core/status.h"
 #include "features/features.h"
+#include "features/store.h"
 #include "lake/lake.h"
 #include "sql/sql.h"
 #include "stream/stream.h"
@@ -34,7 +35,8 @@ struct HistoricalRequest {
   std::string name;                   // dataset name: datasets.<name>
   std::string entities_sql;           // a SELECT (sandboxed), or
   std::string entities_table;         // "zone.table"
-  std::vector<std::string> features;  // "view:feature"
+  std::vector<std::string> features;  // "view:feature", or
+  std::string feature_service;        // a service's name
   std::string created_by;             // who asked (for the build record)
   std::shared_ptr<std::atomic<bool>> cancelled;
 };

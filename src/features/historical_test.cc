@@ -8,8 +8,10 @@
 
 #include <boost/json.hpp>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
+#include "core/time.h"
 #include "features/internal/pit_replay.h"
 #include "features/internal/test_util.h"
 #include "sql/lake_io.h"
@@ -184,6 +186,87 @@ TEST_F(HistoricalTest, BuildsVersionsWithReplayedValuesInRowOrder) {
       std::string::npos);
 }
 
+TEST_F(HistoricalTest, BatchViewsJoinAsOfWithinTtlLikeABruteForceReference) {
+  // processed.daily: 30 customers x every ~day, some missing days, timestamps with ties to rows.
+  sql::EngineOptions lo;
+  lo.sandboxed = false;
+  lo.scratch_dir = dir_ / "loader";
+  auto loader = sql::Engine::Open(lo);
+  ASSERT_TRUE(loader.ok());
+  std::mt19937_64 rng(9);
+  const fs::path csv = dir_ / "daily.csv";
+  std::vector<int64_t> as_of;
+  {
+    std::ofstream out(csv);
+    out << "customer_id,as_of,orders,spend\n";
+    for (int c = 0; c < 30; ++c) {
+      for (int d = 0; d < 40; ++d) {
+        if (rng() % 3 == 0) continue;
+        const int64_t t = kBase + d * 24 * kHour;
+        as_of.push_back(t);
+        out << c << "," << FormatRfc3339(t) << "," << (c * 100 + d) << "," << (d * 0.5) << "\n";
+      }
+    }
+  }
+  sql::LoadRequest load;
+  load.table = {"processed", "daily"};
+  load.file = csv;
+  auto snap = sql::LoadFile(**loader, *lake_, load);
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  catalog::Definitions defs(catalog_.get());
+  using CK = catalog::Definitions::ChangeKind;
+  ASSERT_TRUE(
+      defs.Apply({{CK::kCreate,
+                   {"entity", "customer", "name: customer\njoin_key: customer_id\ntype: int64\n",
+                    "entities/customer.yaml", "", 0}},
+                  {CK::kCreate,
+                   {"feature_view", "daily",
+                    "name: daily\nkind: batch\nsource: processed.daily\nentity: "
+                    "customer\ntimestamp: as_of\nttl: 3d\nfeatures:\n  - {name: "
+                    "orders, type: int64}\n  - {name: spend, type: double}\n",
+                    "features/daily.yaml", "", 0}},
+                  {CK::kCreate,
+                   {"feature_service", "svc", "name: svc\nfeatures:\n  - daily:*\n",
+                    "feature_services/svc.yaml", "", 0}}})
+          .ok());
+  // 1000 entity rows at random times, a tenth exactly on a row's timestamp, unknown customers too.
+  std::string values;
+  for (int i = 0; i < 1000; ++i) {
+    int64_t t = kBase - 2 * 24 * kHour + static_cast<int64_t>(rng() % (45 * 24 * kHour));
+    if (i % 10 == 0) t = as_of[rng() % as_of.size()];
+    t -= t % 1000;
+    if (i) values += ", ";
+    values += "(" + std::to_string(i) + ", " + std::to_string(rng() % 33) + ", make_timestamp(" +
+              std::to_string(t) + "))";
+  }
+  const std::string entities =
+      "SELECT * FROM (VALUES " + values + ") t(id, customer_id, event_timestamp)";
+  HistoricalRequest req;
+  req.name = "batch";
+  req.entities_sql = entities;
+  req.feature_service = "svc";
+  auto b = builder_->Build(req);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(b->rows, 1000);
+  // The reference: no ASOF, a correlated subquery for the latest row at or before t, then TTL.
+  json::value diff = Query(
+      "WITH e AS (" + entities +
+      "), ref AS (SELECT e.id, (SELECT struct_pack(a := d.as_of, o := "
+      "d.orders, s := d.spend) FROM processed.daily d WHERE d.customer_id = e.customer_id AND "
+      "d.as_of <= e.event_timestamp ORDER BY d.as_of DESC LIMIT 1) AS r, e.event_timestamp AS t "
+      "FROM e) SELECT count(*) FILTER (WHERE ref.r IS NOT NULL AND ref.r.a >= ref.t - INTERVAL 3 "
+      "DAY), count(*) FILTER (WHERE (CASE WHEN ref.r.a >= ref.t - INTERVAL 3 DAY THEN ref.r.o END) "
+      "IS DISTINCT FROM x.daily__orders OR (CASE WHEN ref.r.a >= ref.t - INTERVAL 3 DAY THEN "
+      "ref.r.s END) IS DISTINCT FROM x.daily__spend), count(*) FROM ref JOIN datasets.batch x "
+      "USING (id)");
+  const auto& row = diff.at("rows").at(0).as_array();
+  EXPECT_GT(row[0].to_number<int64_t>(), 300);  // rows that found a value within TTL
+  EXPECT_EQ(row[1].to_number<int64_t>(), 0);    // rows that differ from the reference
+  EXPECT_EQ(row[2].to_number<int64_t>(), 1000);
+  json::value cols = Query("SELECT * FROM datasets.batch LIMIT 0");
+  EXPECT_EQ(cols.at("columns").as_array().size(), 5u);  // id, customer_id, event_timestamp, 2
+}
+
 TEST_F(HistoricalTest, RefusesBadRequestsAndOthersNames) {
   HistoricalRequest ok;
   ok.name = "d";
@@ -197,6 +280,16 @@ TEST_F(HistoricalTest, RefusesBadRequestsAndOthersNames) {
   EXPECT_EQ(code(r), Code::kNotFound);
   r.features = {"diff"};
   EXPECT_EQ(code(r), Code::kInvalidArgument);
+  r.features = {"diff:count_1h", "diff:count_1h"};
+  EXPECT_EQ(code(r), Code::kInvalidArgument);
+  r.features.clear();
+  r.feature_service = "nope";
+  EXPECT_EQ(code(r), Code::kNotFound);
+  r.features = {"diff:count_1h"};
+  EXPECT_EQ(code(r), Code::kInvalidArgument);  // both
+  r = ok;
+  r.features.clear();
+  EXPECT_EQ(code(r), Code::kInvalidArgument);  // neither
   r = ok;
   r.name = "Bad-Name";
   EXPECT_EQ(code(r), Code::kInvalidArgument);
