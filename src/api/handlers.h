@@ -17,6 +17,10 @@
 #include "realtime/realtime.h"
 #include "sql/sql.h"
 
+namespace lakeloop::features {
+class DatasetBuilder;
+}
+
 namespace lakeloop::api {
 
 // What the handlers use; owned by the composition root (app), which outlives the server.
@@ -38,6 +42,8 @@ struct Services {
   metrics::Registry* metrics = nullptr;  // GET /metrics (not served when null)
   Micros started_at = 0;
   std::string version;
+  // Point-in-time datasets (POST /api/v1/features/historical); null: not served (embedded mode).
+  features::DatasetBuilder* datasets = nullptr;
 };
 
 Status AddHealthRoutes(Router& router, Services* services);
@@ -47,6 +53,7 @@ Status AddTokenRoutes(Router& router, Services* services);
 Status AddBatchRoutes(Router& router, Services* services);
 Status AddStreamRoutes(Router& router, Services* services);
 Status AddMetricsRoutes(Router& router, Services* services);
+Status AddDatasetRoutes(Router& router, Services* services);
 
 // Every route of the server, OpenAPI document included.
 Status AddAllRoutes(Router& router, Services* services);

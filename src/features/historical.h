@@ -69,8 +69,6 @@ class DatasetBuilder {
     // scratch_dir (readable by the sandbox) holds the intermediate files.
     sql::Engine* engine = nullptr;
     std::filesystem::path scratch_dir;
-    // The feature views as applied (stream and batch); called once per build.
-    std::function<Result<std::vector<FeatureView>>()> views;
   };
   explicit DatasetBuilder(Deps deps) : deps_(std::move(deps)) {}
 

@@ -69,7 +69,7 @@ class HistoricalTest : public ::testing::Test {
     ASSERT_TRUE(v.ok());
     view_ = *v;
     builder_ = std::make_unique<DatasetBuilder>(DatasetBuilder::Deps{
-        lake_.get(), catalog_.get(), log_.get(), engine_.get(), dir_ / "scratch", nullptr});
+        lake_.get(), catalog_.get(), log_.get(), engine_.get(), dir_ / "scratch"});
   }
   void TearDown() override {
     builder_.reset();
