@@ -53,6 +53,14 @@ Status AddTokenRoutes(Router& router, Services* services);
 Status AddBatchRoutes(Router& router, Services* services);
 Status AddStreamRoutes(Router& router, Services* services);
 Status AddMetricsRoutes(Router& router, Services* services);
+Status AddFeatureRoutes(Router& router, Services* services);
+// The feature store's JSON (handlers/features.cc), shared with the CLI's embedded mode.
+Result<features::OnlineRequest> ParseOnlineRequest(std::string_view body);
+std::string OnlineResponseToJson(const features::OnlineRequest& request,
+                                 const features::OnlineResponse& response);
+std::string FeatureRegistryToJson(const features::Registry& registry);
+std::string MaterializeReportToJson(const std::string& run_id,
+                                    const realtime::MaterializeReport& report);
 Status AddDatasetRoutes(Router& router, Services* services);
 
 // Every route of the server, OpenAPI document included.
@@ -69,8 +77,9 @@ SyncHandler Wrap(Services* s, F f) {
 }
 
 // A handler for expensive work: runs `handler` on Services::expensive (the route's own worker
-// only queues it and is free again at once; auth still runs on the worker), or answers 503 unavailable with Retry-After when the queue is full;
-// a request whose client left while it waited is dropped unrun.
+// only queues it and is free again at once; auth still runs on the worker), or answers 503
+// unavailable with Retry-After when the queue is full; a request whose client left while it waited
+// is dropped unrun.
 Handler Admitted(Services* s, SyncHandler handler);
 
 // Shapes shared by the API and the CLI's embedded mode, so both print the same thing.

@@ -116,6 +116,7 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     ro.query_timeout_ms = config.limits.loads_query_timeout_ms;
     ro.interrupt_group = app->interrupts_;
     ro.max_queue_events = static_cast<size_t>(config.server.ingest_queue_events);
+    ro.scheduler = app->scheduler_;  // batch feature views: materialization jobs
     ASSIGN_OR_RETURN(app->realtime_,
                      realtime::Realtime::Open(app->catalog_.get(), app->lake_.get(), ro));
     app->definition_kinds_ = {app->batch_.get(), app->realtime_.get()};

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <charconv>
 #include <iostream>
 #include <thread>
 
@@ -516,6 +517,103 @@ int CmdBackfill(const Globals& g, const std::string& model, const std::string& f
 
 }  // namespace
 
+
+// ---- features: list, get, materialize -----------------------------------------------------------
+
+int CmdFeaturesList(const Globals& g) {
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "GET", "/api/v1/features", ""); },
+      [&](App& app) -> Result<std::string> {
+        auto plan = app.realtime()->plan();
+        if (!plan) return Unavailable("the feature store is not loaded");
+        return api::FeatureRegistryToJson(plan->registry());
+      },
+      [&](const json::object& o) {
+        for (const auto& ev : o.at("entities").as_array()) {
+          const auto& e = ev.as_object();
+          std::cout << "entity  " << std::string(e.at("name").as_string()) << " ("
+                    << std::string(e.at("join_key").as_string()) << ", "
+                    << std::string(e.at("type").as_string()) << ")\n";
+        }
+        for (const auto& vv : o.at("views").as_array()) {
+          const auto& v = vv.as_object();
+          std::cout << "view    " << std::string(v.at("name").as_string()) << " ("
+                    << std::string(v.at("kind").as_string()) << " from "
+                    << std::string(v.at("source").as_string()) << ", "
+                    << v.at("features").as_array().size() << " features)\n";
+        }
+        for (const auto& sv : o.at("services").as_array()) {
+          const auto& svc = sv.as_object();
+          std::cout << "service " << std::string(svc.at("name").as_string()) << ":";
+          for (const auto& f : svc.at("features").as_array()) {
+            std::cout << " " << std::string(f.as_string());
+          }
+          std::cout << "\n";
+        }
+      });
+}
+
+int CmdFeaturesGet(const Globals& g, const std::string& service, const std::string& entity) {
+  auto eq = entity.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == entity.size()) {
+    return Fail(InvalidArgument("--entity must be join_key=value, e.g. customer_id=42"));
+  }
+  const std::string key = entity.substr(0, eq), value = entity.substr(eq + 1);
+  int64_t n = 0;
+  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  const bool integer = ec == std::errc() && ptr == value.data() + value.size();
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("feature_service").String(service).Key("entities").BeginObject().Key(key);
+  w.BeginArray();
+  if (integer) {
+    w.Int(n);
+  } else {
+    w.String(value);
+  }
+  w.EndArray().EndObject().EndObject();
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/features/online", body); },
+      [&](App& app) -> Result<std::string> {
+        ASSIGN_OR_RETURN(features::OnlineRequest req, api::ParseOnlineRequest(body));
+        ASSIGN_OR_RETURN(features::OnlineResponse resp, app.realtime()->OnlineFeatures(req));
+        return api::OnlineResponseToJson(req, resp);
+      },
+      [&](const json::object& o) {
+        std::printf("%-40s %-24s %-8s %s\n", "feature", "value", "status", "event_timestamp");
+        for (const auto& ev : o.at("entities").as_array()) {
+          for (const auto& f : ev.at("features").as_object()) {
+            const auto& v = f.value().as_object();
+            std::string val = json::serialize(v.at("value"));
+            std::string ts = v.at("event_timestamp").is_string()
+                                 ? std::string(v.at("event_timestamp").as_string())
+                                 : "";
+            std::printf("%-40s %-24s %-8s %s\n", std::string(f.key()).c_str(), val.c_str(),
+                        std::string(v.at("status").as_string()).c_str(), ts.c_str());
+          }
+        }
+      });
+}
+
+int CmdFeaturesMaterialize(const Globals& g, const std::string& view, bool full) {
+  std::string path =
+      "/api/v1/features/views/" + view + "/materialize" + (full ? "?full=true" : "");
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "POST", path, ""); },
+      [&](App& app) -> Result<std::string> {
+        ASSIGN_OR_RETURN(auto done, app.realtime()->MaterializeRun(view, full));
+        return api::MaterializeReportToJson(done.first, done.second);
+      },
+      [&](const json::object& o) {
+        std::cout << "materialized " << std::string(o.at("view").as_string())
+                  << (o.at("full").as_bool() ? " (full)" : " (incremental)") << ": "
+                  << o.at("rows_loaded").to_number<int64_t>() << " entities from version "
+                  << o.at("source_version").to_number<int64_t>() << "; watermark "
+                  << std::string(o.at("watermark").as_string()) << "; run "
+                  << std::string(o.at("run_id").as_string()) << "\n";
+      });
+}
+
 int Main(int argc, char** argv) {
   BlockStopSignals();
   CLI::App cli{"lakeloop: lakehouse, streaming features and the MLOps loop in one server"};
@@ -605,6 +703,19 @@ int Main(int argc, char** argv) {
   backfill->add_option("--to", bf_to, "end, exclusive")->required();
   backfill->add_option("--step", bf_step, "interval per run: 1d, 6h, 15m");
 
+  auto* feats = cli.add_subcommand("features", "the feature store: list, get, materialize");
+  feats->require_subcommand(1);
+  auto* feats_list = feats->add_subcommand("list", "entities, feature views and services");
+  std::string fs_service, fs_entity, fs_view;
+  bool fs_full = false;
+  auto* feats_get = feats->add_subcommand("get", "a feature service's online values of an entity");
+  feats_get->add_option("service", fs_service, "feature service")->required();
+  feats_get->add_option("--entity", fs_entity, "join_key=value, e.g. customer_id=42")->required();
+  auto* feats_mat = feats->add_subcommand(
+      "materialize", "load a batch view's newest rows into the online store now");
+  feats_mat->add_option("view", fs_view, "batch feature view")->required();
+  feats_mat->add_flag("--full", fs_full, "drop the view's online rows and reload all");
+
   auto* version = cli.add_subcommand("version", "print the version");
 
   try {
@@ -628,6 +739,9 @@ int Main(int argc, char** argv) {
   if (run_model->parsed()) return CmdRun(g, "model", run_name, run_start, run_end, full_refresh);
   if (runs->parsed()) return CmdRuns(g, runs_job, runs_limit);
   if (backfill->parsed()) return CmdBackfill(g, bf_model, bf_from, bf_to, bf_step);
+  if (feats_list->parsed()) return CmdFeaturesList(g);
+  if (feats_get->parsed()) return CmdFeaturesGet(g, fs_service, fs_entity);
+  if (feats_mat->parsed()) return CmdFeaturesMaterialize(g, fs_view, fs_full);
   if (version->parsed()) {
     std::cout << "lakeloop " << kVersion << "\n";
     return 0;

@@ -173,7 +173,6 @@ Result<FeatureDef> ParseFeature(const Parser& p, const YAML::Node& node) {
   return f;
 }
 
-
 // kind: batch: source, entity, timestamp, ttl, features [{name, type, column, description}].
 Status ParseBatchView(const Parser& p, const YAML::Node& root,
                       std::map<std::string, std::pair<YAML::Node, YAML::Node>>& keys,
@@ -190,7 +189,8 @@ Status ParseBatchView(const Parser& p, const YAML::Node& root,
   const YAML::Node& src = keys["source"].second;
   ASSIGN_OR_RETURN(view->source, p.Str(src, "source"));
   auto ref = lake::ParseTableRef(view->source);
-  if (!ref.ok()) return p.Bad(src, "source must be a lake table zone.table: " + ref.status().message());
+  if (!ref.ok())
+    return p.Bad(src, "source must be a lake table zone.table: " + ref.status().message());
   const YAML::Node& en = keys["entity"].second;
   ASSIGN_OR_RETURN(view->entity, p.Str(en, "entity"));
   RETURN_IF_ERROR(p.Identifier(en, "entity", view->entity));
@@ -209,8 +209,8 @@ Status ParseBatchView(const Parser& p, const YAML::Node& root,
   std::set<std::string> names;
   for (const auto& node : fs) {
     if (!node.IsMap()) return p.Bad(node, "each feature must be a mapping (name, type, column)");
-    ASSIGN_OR_RETURN(auto fk, p.Keys(node, {"name", "type", "column", "description"},
-                                     "a batch feature"));
+    ASSIGN_OR_RETURN(auto fk,
+                     p.Keys(node, {"name", "type", "column", "description"}, "a batch feature"));
     if (!fk.count("name")) return p.Bad(node, "feature needs 'name'");
     if (!fk.count("type")) return p.Bad(node, "feature needs 'type'");
     FeatureDef f;
@@ -242,11 +242,11 @@ Result<FeatureView> ParseFeatureView(const std::string& yaml_text, const std::st
   FeatureView view;
   view.file_name = file_name;
   try {
-    ASSIGN_OR_RETURN(auto keys, p.Keys(root,
-                                       {"name", "kind", "stream", "entity", "description",
-                                        "features", "allowed_lateness", "source", "timestamp",
-                                        "ttl"},
-                                       "a feature view"));
+    ASSIGN_OR_RETURN(auto keys,
+                     p.Keys(root,
+                            {"name", "kind", "stream", "entity", "description", "features",
+                             "allowed_lateness", "source", "timestamp", "ttl"},
+                            "a feature view"));
     if (!keys.count("name")) return InvalidArgument(file_name + ":1: 'name' is required");
     const YAML::Node& name_node = keys["name"].second;
     ASSIGN_OR_RETURN(view.name, p.Str(name_node, "name"));
@@ -258,9 +258,9 @@ Result<FeatureView> ParseFeatureView(const std::string& yaml_text, const std::st
     ASSIGN_OR_RETURN(std::string kind, p.Str(kind_node, "kind"));
     if (kind == "batch") {
       ASSIGN_OR_RETURN(auto batch_keys, p.Keys(root,
-                                             {"name", "kind", "source", "entity", "timestamp",
-                                              "ttl", "description", "features"},
-                                             "a batch feature view"));
+                                               {"name", "kind", "source", "entity", "timestamp",
+                                                "ttl", "description", "features"},
+                                               "a batch feature view"));
       RETURN_IF_ERROR(ParseBatchView(p, root, batch_keys, &view));
       return view;
     }

@@ -15,7 +15,8 @@ namespace {
 // Top-level keys of a definition, each checked against `allowed`.
 Result<std::map<std::string, YAML::Node>> TopKeys(const YAML::Node& root,
                                                   const std::set<std::string>& allowed,
-                                                  const std::string& file, const std::string& what) {
+                                                  const std::string& file,
+                                                  const std::string& what) {
   std::map<std::string, YAML::Node> out;
   for (auto it = root.begin(); it != root.end(); ++it) {
     if (!it->first.IsScalar()) return YamlError(file, it->first, "keys must be strings");
@@ -115,8 +116,8 @@ Result<Entity> ParseEntity(const std::string& yaml_text, const std::string& file
   Entity e;
   e.file_name = file;
   try {
-    ASSIGN_OR_RETURN(auto keys, TopKeys(root, {"name", "join_key", "type", "description"}, file,
-                                        "an entity"));
+    ASSIGN_OR_RETURN(auto keys,
+                     TopKeys(root, {"name", "join_key", "type", "description"}, file, "an entity"));
     for (const char* k : {"name", "join_key"}) {
       if (!keys.count(k)) return InvalidArgument(file + ":1: '" + k + "' is required");
     }
@@ -131,8 +132,8 @@ Result<Entity> ParseEntity(const std::string& yaml_text, const std::string& file
       } else if (t == "string") {
         e.type = ValueType::kString;
       } else {
-        return YamlError(file, keys["type"], "an entity's type must be int64 or string, not '" +
-                                                 t + "'");
+        return YamlError(file, keys["type"],
+                         "an entity's type must be int64 or string, not '" + t + "'");
       }
     }
     if (keys.count("description")) {
@@ -144,8 +145,7 @@ Result<Entity> ParseEntity(const std::string& yaml_text, const std::string& file
   return e;
 }
 
-Result<FeatureService> ParseFeatureService(const std::string& yaml_text,
-                                           const std::string& file) {
+Result<FeatureService> ParseFeatureService(const std::string& yaml_text, const std::string& file) {
   ASSIGN_OR_RETURN(YAML::Node root, LoadYamlMapping(yaml_text, file, "a feature service"));
   FeatureService s;
   s.file_name = file;
@@ -213,7 +213,8 @@ std::vector<std::string> CheckRegistry(const Registry& r) {
   std::map<std::string, std::string> names;
   for (const auto& e : r.entities) {
     auto [it, fresh] = names.emplace("entity " + e.name, e.file_name);
-    if (!fresh) errors.push_back(e.file_name + ":1: entity '" + e.name + "' is also in " + it->second);
+    if (!fresh)
+      errors.push_back(e.file_name + ":1: entity '" + e.name + "' is also in " + it->second);
   }
   for (const auto& s : r.services) {
     auto [it, fresh] = names.emplace("service " + s.name, s.file_name);
@@ -229,7 +230,8 @@ std::vector<std::string> CheckRegistry(const Registry& r) {
     }
     if (v.kind == ViewKind::kBatch) {
       for (const auto& f : v.features) {
-        if (f.column == v.timestamp_column || (r.EntityOf(v) && f.column == r.EntityOf(v)->join_key)) {
+        if (f.column == v.timestamp_column ||
+            (r.EntityOf(v) && f.column == r.EntityOf(v)->join_key)) {
           errors.push_back(Where(v.file_name, f.line) + ": feature '" + f.name +
                            "' reads the view's key or timestamp column '" + f.column + "'");
         }

@@ -131,8 +131,8 @@ struct OnlineRequest {
 };
 
 struct OnlineResponse {
-  std::vector<std::string> features;                 // "view:feature", in response order
-  std::vector<std::vector<OnlineValue>> values;      // [entity][feature]
+  std::vector<std::string> features;             // "view:feature", in response order
+  std::vector<std::vector<OnlineValue>> values;  // [entity][feature]
 };
 
 // Resolved once at apply: feature references, services, views' entities and kinds. Immutable and

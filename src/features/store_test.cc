@@ -1,12 +1,13 @@
 // The feature store's definitions (entities, batch views, services), their cross-checks, the batch
 // row encoding and online retrieval through the plan on a real RocksDB online store.
+#include "features/store.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "features/features.h"
-#include "features/store.h"
 
 namespace lakeloop::features {
 namespace {
@@ -158,8 +159,7 @@ TEST(StoreDefinitionTest, RetypingOrRemovingAServicesFeatureIsIncompatible) {
 TEST(StoreDefinitionTest, BatchRowRoundTrips) {
   BatchRow row;
   row.event_time_us = 1'700'000'000'000'000;
-  row.values = {std::monostate{}, int64_t{-3}, 2.5, std::string("pro"), true,
-                TimestampValue{123}};
+  row.values = {std::monostate{}, int64_t{-3}, 2.5, std::string("pro"), true, TimestampValue{123}};
   auto back = DecodeBatchRow(EncodeBatchRow(row));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->event_time_us, row.event_time_us);
@@ -213,8 +213,8 @@ TEST_F(OnlinePlanTest, BatchValuesAreTypedWithStatusesAndOneRowPerKey) {
   req.read_time_us = now;
   auto got = (*plan)->Get(req);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
-  ASSERT_EQ(got->features, (std::vector<std::string>{"customer_daily:plan",
-                                                      "customer_daily:orders_30d"}));
+  ASSERT_EQ(got->features,
+            (std::vector<std::string>{"customer_daily:plan", "customer_daily:orders_30d"}));
   ASSERT_EQ(got->values.size(), 3u);
   EXPECT_EQ(got->values[0][0].status, FeatureStatus::kPresent);
   EXPECT_EQ(std::get<std::string>(got->values[0][0].value), "pro");
@@ -237,7 +237,7 @@ TEST_F(OnlinePlanTest, BatchValuesAreTypedWithStatusesAndOneRowPerKey) {
   auto s = (*plan)->Get(svc);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(s->features, (std::vector<std::string>{"customer_daily:orders_30d",
-                                                    "customer_daily:plan", "activity:clicks_5m"}));
+                                                   "customer_daily:plan", "activity:clicks_5m"}));
   EXPECT_EQ(s->values[0][0].status, FeatureStatus::kPresent);
   EXPECT_EQ(s->values[0][2].status, FeatureStatus::kMissing);
 }
