@@ -68,6 +68,7 @@ class App {
   batch::Batch* batch() { return batch_.get(); }
   // Streams and stream features; null in read-only mode.
   realtime::Realtime* realtime() { return realtime_.get(); }
+  features::DatasetBuilder* datasets() { return datasets_.get(); }
   metrics::Registry& metrics() { return *metrics_; }
   // The process's one scheduler (every kind of job runs on it); null in read-only mode.
   std::shared_ptr<flow::Scheduler> scheduler() { return scheduler_; }

@@ -614,6 +614,82 @@ int CmdFeaturesMaterialize(const Globals& g, const std::string& view, bool full)
       });
 }
 
+// ---- features dataset: create, list, show (point-in-time datasets) ------------------------------
+
+int CmdDatasetCreate(const Globals& g, const std::string& name, const std::string& entities_sql,
+                     const std::string& entities_table, const std::vector<std::string>& features,
+                     const std::string& service) {
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("name").String(name);
+  if (!entities_sql.empty()) w.Key("entities_sql").String(entities_sql);
+  if (!entities_table.empty()) w.Key("entities_table").String(entities_table);
+  if (!service.empty()) w.Key("feature_service").String(service);
+  if (!features.empty()) {
+    w.Key("features").BeginArray();
+    for (const auto& f : features) w.String(f);
+    w.EndArray();
+  }
+  w.EndObject();
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/features/historical", body); },
+      [&](App& app) -> Result<std::string> {
+        if (app.datasets() == nullptr) return Unavailable("dataset builds are not available");
+        features::HistoricalRequest req;
+        req.name = name;
+        req.entities_sql = entities_sql;
+        req.entities_table = entities_table;
+        req.features = features;
+        req.feature_service = service;
+        req.created_by = "cli";
+        ASSIGN_OR_RETURN(features::DatasetBuild b, app.datasets()->Build(req));
+        return features::DatasetBuildToJson(b);
+      },
+      [&](const json::object& o) {
+        std::cout << "dataset " << std::string(o.at("table").as_string()) << " build "
+                  << o.at("build").to_number<int64_t>() << ": "
+                  << std::string(o.at("status").as_string()) << ", "
+                  << o.at("rows").to_number<int64_t>() << " rows, lake version "
+                  << o.at("lake_version").to_number<int64_t>() << "\n";
+      });
+}
+
+int CmdDatasetShow(const Globals& g, const std::string& name) {
+  const std::string path = name.empty() ? "/api/v1/datasets" : "/api/v1/datasets/" + name;
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "GET", path, ""); },
+      [&](App& app) -> Result<std::string> {
+        if (app.datasets() == nullptr) return Unavailable("dataset builds are not available");
+        std::vector<features::DatasetBuild> builds;
+        if (name.empty()) {
+          ASSIGN_OR_RETURN(builds, app.datasets()->List());
+        } else {
+          ASSIGN_OR_RETURN(builds, app.datasets()->Builds(name));
+        }
+        std::string out = name.empty() ? R"({"datasets":[)" : R"({"builds":[)";
+        for (size_t i = 0; i < builds.size(); ++i) {
+          if (i) out += ',';
+          out += features::DatasetBuildToJson(builds[i]);
+        }
+        return out + "]}";
+      },
+      [&](const json::object& o) {
+        const auto& arr = o.contains("datasets") ? o.at("datasets") : o.at("builds");
+        std::printf("%-24s %6s %-10s %10s %8s %s\n", "name", "build", "status", "rows", "version",
+                    "started_at");
+        for (const auto& bv : arr.as_array()) {
+          const auto& b = bv.as_object();
+          std::printf("%-24s %6lld %-10s %10lld %8lld %s\n",
+                      std::string(b.at("name").as_string()).c_str(),
+                      static_cast<long long>(b.at("build").to_number<int64_t>()),
+                      std::string(b.at("status").as_string()).c_str(),
+                      static_cast<long long>(b.at("rows").to_number<int64_t>()),
+                      static_cast<long long>(b.at("lake_version").to_number<int64_t>()),
+                      std::string(b.at("started_at").as_string()).c_str());
+        }
+      });
+}
+
 int Main(int argc, char** argv) {
   BlockStopSignals();
   CLI::App cli{"lakeloop: lakehouse, streaming features and the MLOps loop in one server"};
@@ -716,6 +792,25 @@ int Main(int argc, char** argv) {
   feats_mat->add_option("view", fs_view, "batch feature view")->required();
   feats_mat->add_flag("--full", fs_full, "drop the view's online rows and reload all");
 
+  // features dataset create|list|show
+  std::string ds_name, ds_sql, ds_table, ds_service;
+  std::vector<std::string> ds_features;
+  auto* feats_ds = feats->add_subcommand("dataset", "point-in-time training datasets");
+  feats_ds->require_subcommand(1);
+  auto* ds_create = feats_ds->add_subcommand(
+      "create", "build datasets.<name>: entity rows + features as of each row's event_timestamp");
+  ds_create->add_option("name", ds_name, "dataset name")->required();
+  auto* ds_sql_opt =
+      ds_create->add_option("--entities-sql", ds_sql,
+                            "SELECT <join key>, <time> AS event_timestamp[, label...] FROM ...");
+  ds_create->add_option("--entities-table", ds_table, "or a lake table (zone.table)")
+      ->excludes(ds_sql_opt);
+  auto* ds_feat_opt = ds_create->add_option("--features", ds_features, "view:feature ...");
+  ds_create->add_option("--service", ds_service, "or a feature service")->excludes(ds_feat_opt);
+  auto* ds_list = feats_ds->add_subcommand("list", "datasets and their latest build");
+  auto* ds_show = feats_ds->add_subcommand("show", "every build of a dataset");
+  ds_show->add_option("name", ds_name, "dataset name")->required();
+
   auto* version = cli.add_subcommand("version", "print the version");
 
   try {
@@ -742,6 +837,11 @@ int Main(int argc, char** argv) {
   if (feats_list->parsed()) return CmdFeaturesList(g);
   if (feats_get->parsed()) return CmdFeaturesGet(g, fs_service, fs_entity);
   if (feats_mat->parsed()) return CmdFeaturesMaterialize(g, fs_view, fs_full);
+  if (ds_create->parsed()) {
+    return CmdDatasetCreate(g, ds_name, ds_sql, ds_table, ds_features, ds_service);
+  }
+  if (ds_list->parsed()) return CmdDatasetShow(g, "");
+  if (ds_show->parsed()) return CmdDatasetShow(g, ds_name);
   if (version->parsed()) {
     std::cout << "lakeloop " << kVersion << "\n";
     return 0;

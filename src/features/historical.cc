@@ -362,6 +362,8 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
           line.append(buf, r.ptr);
           for (size_t fi : u.features) {
             line.push_back(',');
+            // No event of the key at or before t: "missing" online, null here (never 0).
+            if (!rr.has_state[row]) continue;
             if (const auto& v = rr.values[fi][row]) {
               auto d = std::to_chars(buf, buf + sizeof buf, *v);
               line.append(buf, d.ptr);

@@ -92,7 +92,10 @@ def ceil_to(t, size):
 
 def reference(events, key, t):
     """What the docs promise: accepted events (not late by log order) of the key with
-    ceil_h(t) - W < e <= t; h = 1 minute for windows <= 1h, 1 hour above."""
+    ceil_h(t) - W < e <= t; h = 1 minute for windows <= 1h, 1 hour above. A key with no
+    accepted event at or before t is missing: every value null (as the online service says)."""
+    if not any(e["key"] == key and not e["late"] and e["t"] <= t for e in events):
+        return {f[0]: None for f in FEATURES}
     out = {}
     for name, agg, field, w, etype in FEATURES:
         h = MIN if w <= HOUR else HOUR
@@ -310,3 +313,50 @@ def test_bad_requests_get_a_clear_4xx_and_change_nothing(shop):
     assert sql(s, "SELECT * FROM datasets.uploaded") == [[1]]
     tables = requests.get(f"{s.url}/api/v1/tables").json()["tables"]
     assert not any(t["name"] == "bad" for t in tables)
+
+
+def test_online_values_of_the_churn_service_equal_its_historical_values_at_now(shop):
+    s = shop
+    keys = list(range(1, 23)) + [4242]
+    r = requests.post(f"{s.url}/api/v1/features/online", timeout=30,
+                      json={"feature_service": "churn", "entities": {"customer_id": keys}})
+    assert r.status_code == 200, r.text
+    online = r.json()
+    as_of = datetime.strptime(online["as_of"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    now_us = int(as_of.timestamp()) * US + as_of.microsecond
+    rows = [(k, now_us) for k in keys]
+    res = build(s, {"name": "churn_now", "feature_service": "churn",
+                    "entities_sql": "SELECT * FROM (VALUES " + entity_values(rows) +
+                                    ") t(id, customer_id, event_timestamp)"})
+    names = online["features"]
+    cols = ", ".join(n.replace(":", "__") for n in names)
+    got = sql(s, f"SELECT id, {cols} FROM datasets.churn_now ORDER BY id")
+    assert len(got) == len(keys) and len(res["columns"]) == 3 + len(names)
+    nonzero = 0
+    for row, ent in zip(got, online["entities"]):
+        assert ent["customer_id"] == keys[row[0]]
+        for j, name in enumerate(names):
+            o = ent["features"][name]
+            want = o["value"] if o["status"] == "present" else None
+            h = row[j + 1]
+            if (isinstance(want, float) or isinstance(h, float)) and want is not None:
+                assert want is not None and h is not None and math.isclose(h, want, rel_tol=1e-9), (
+                    keys[row[0]], name, o, h)
+                nonzero += h != 0
+            else:
+                assert h == want, (keys[row[0]], name, o, h)
+    assert nonzero > 0
+
+
+def test_cli_dataset_create_list_show(shop):
+    s = shop
+    p = run_cli(s.project, s.data, "features", "dataset", "create", "from_cli", "--entities-sql",
+                "SELECT 3 AS customer_id, now()::TIMESTAMP AS event_timestamp", "--features",
+                "customer_activity:clicks_1h", "customer_activity:spend_24h")
+    assert "datasets.from_cli build 1: succeeded, 1 rows" in p.stdout, p.stdout
+    assert "from_cli" in run_cli(s.project, s.data, "features", "dataset", "list").stdout
+    shown = run_cli(s.project, s.data, "features", "dataset", "show", "from_cli").stdout
+    assert "succeeded" in shown
+    p = run_cli(s.project, s.data, "features", "dataset", "create", "from_cli", "--entities-sql",
+                "SELECT 1", "--service", "churn", check=False)
+    assert p.returncode != 0 and "event_timestamp" in p.stderr + p.stdout

@@ -98,6 +98,7 @@ Result<ReplayResult> ReplayStreamView(const stream::EventLog& log, const Feature
   // one wins `last` online too) up to each row's time, then read at that time.
   const size_t nf = view.features.size();
   out.values.assign(nf, std::vector<std::optional<double>>(keys.size()));
+  out.has_state.assign(keys.size(), false);
   std::vector<std::optional<double>> numbers;
   for (auto& [key, rows] : rows_of) {
     std::sort(rows.begin(), rows.end(),
@@ -124,6 +125,7 @@ Result<ReplayResult> ReplayStreamView(const stream::EventLog& log, const Feature
         ++out.events_used;
         ++j;
       }
+      out.has_state[row] = state.has_value();
       ReadNumbers(plan, state ? &*state : nullptr, t, &numbers);
       for (size_t f = 0; f < nf; ++f) out.values[f][row] = numbers[f];
     }

@@ -32,6 +32,10 @@ namespace lakeloop::features::internal {
 struct ReplayResult {
   // values[f][row]: feature f of view.features (definition order) for entity row `row`.
   std::vector<std::vector<std::optional<double>>> values;
+  // Per row: the key had an accepted event stamped <= t (the online store had a state for it at
+  // t). False rows read like StreamProcessor::Get of an unknown key (counts 0); the online
+  // service reports them "missing", and datasets write nulls.
+  std::vector<bool> has_state;
   std::vector<stream::OffsetRange> offsets;  // per partition: the log range replayed
   int64_t events_read = 0;
   int64_t events_late = 0;

@@ -124,6 +124,11 @@ TEST_F(PitReplayTest, MatchesBruteForceAtRandomPastTimes) {
   EXPECT_EQ(got->events_late, ref.late());
   int compared = 0;
   for (size_t row = 0; row < keys.size(); ++row) {
+    bool seen = false;
+    for (const auto& e : all) {
+      seen = seen || (e.key == keys[row] && e.valid_json && !e.late && e.t <= times[row]);
+    }
+    EXPECT_EQ(got->has_state[row], seen) << keys[row] << " " << times[row];
     for (size_t f = 0; f < view_.features.size(); ++f) {
       const FeatureDef& def = view_.features[f];
       auto want = Expected(all, def, keys[row], times[row]);
