@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (NOT_BUILT, Budget, Figure, Pinning, Results, anchor_env,  # noqa: E402
                      anchor_version, free_port, require_anchor, run_ladder, run_measured, wait_http,
                      wrk)
-from harness.env import ROOT  # noqa: E402
+from harness.env import BIN, ROOT  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DATA_GEN = HERE / "features_data.py"
@@ -42,6 +42,7 @@ FEAST = HERE / "anchors" / "feast_anchor.py"
 ONLINE_VIEWS = 2
 HIST_VIEWS = 3
 FEATURES_PER_VIEW = 10
+TTL_DAYS = 30  # anchors/feast_anchor.py
 
 
 def online_body(features_key="__KEY__"):
@@ -72,8 +73,49 @@ def lakeloop_online_inprocess(data_dir, customers, pinning):
 def lakeloop_historical(data_dir, entity_rows, budget):
     """Point-in-time dataset of entities.parquet against view_0..view_2 in data_dir() (a call:
     it generates the files on first use). Return the harness.run_measured() dict of the command
-    that builds it (status, seconds, peak_rss_mb)."""
-    return {"status": NOT_BUILT}
+    that builds it (status, seconds, peak_rss_mb).
+
+    Untimed setup: a project whose Parquet sources load view_i.parquet and entities.parquet into
+    raw.view_i / raw.entities (`lakeloop build`), an entity `customer`, batch views view_i
+    (timestamp event_timestamp, the anchor's TTL). Timed: `lakeloop features dataset create`
+    (embedded: the process opens the data directory, builds datasets.bench with its own engine,
+    commits it), 30 features, the same rows and ASOF-within-TTL semantics as Feast's
+    get_historical_features."""
+    data = Path(data_dir()).resolve()
+    proj = data / "lakeloop-project"
+    store = data / "lakeloop-data"
+    shutil.rmtree(proj, ignore_errors=True)
+    shutil.rmtree(store, ignore_errors=True)
+    for d in ("sources", "entities", "features"):
+        (proj / d).mkdir(parents=True)
+    (proj / "data").symlink_to(data)
+    threads = max(1, min(4, os.cpu_count() or 1))
+    (proj / "lakeloop.yaml").write_text(
+        "name: bench\nsql:\n  threads: 1\nlimits:\n"
+        f"  loads_threads: {threads}\n  loads_memory_limit: 4GB\n  loads_query_timeout_ms: 0\n"
+        f"  datasets_threads: {threads}\n  datasets_memory_limit: 4GB\n")
+    names = [f"view_{v}" for v in range(HIST_VIEWS)] + ["entities"]
+    for n in names:
+        (proj / "sources" / f"{n}.yaml").write_text(
+            f"type: files\npath: data/{n}.parquet\nformat: parquet\nschedule: \"@daily\"\n")
+    (proj / "entities" / "customer.yaml").write_text(
+        "name: customer\njoin_key: customer_id\ntype: int64\n")
+    feats = []
+    for v in range(HIST_VIEWS):
+        body = (f"name: view_{v}\nkind: batch\nsource: raw.view_{v}\nentity: customer\n"
+                f"timestamp: event_timestamp\nttl: {TTL_DAYS * 24}h\nfeatures:\n")
+        for i in range(FEATURES_PER_VIEW):
+            body += f"  - {{name: f{i}, type: double}}\n"
+            feats.append(f"view_{v}:f{i}")
+        (proj / "features" / f"view_{v}.yaml").write_text(body)
+    base = [str(BIN), "--project", str(proj), "--data", str(store)]
+    for cmd in (["apply"], ["build"]):
+        p = subprocess.run(base + cmd, capture_output=True, text=True, timeout=3600)
+        if p.returncode != 0:
+            return {"status": "failed", "output_tail": (p.stdout + p.stderr)[-2000:]}
+    cmd = base + ["features", "dataset", "create", "bench", "--entities-table", "raw.entities",
+                  "--features", *feats]
+    return run_measured(cmd, budget)
 
 
 # ---------------------------------------------------------------------------------------------
