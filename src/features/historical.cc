@@ -95,6 +95,17 @@ bool ParseCsvRow(std::string_view body, size_t* pos, bool* has_t, int64_t* t, st
   return true;
 }
 
+// A UTC instant as a naive TIMESTAMP whatever the column's type: a TIMESTAMPTZ goes through
+// epoch micros (a cast would apply the session's time zone); TIMESTAMP (UTC by convention) and
+// DATE cast.
+std::string UtcTimestamp(const std::string& column, const std::string& type) {
+  const std::string c = QuoteIdentifier(column);
+  if (type.find("WITH TIME ZONE") != std::string::npos || type == "TIMESTAMPTZ") {
+    return "make_timestamp(epoch_us(" + c + "))";
+  }
+  return "CAST(" + c + " AS TIMESTAMP)";
+}
+
 bool IsTimeType(const std::string& type) {
   return type.rfind("TIMESTAMP", 0) == 0 || type == "DATE";
 }
@@ -310,7 +321,7 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
       auto& [keys, times] = rows_by_entity[u.join_key];
       if (keys.empty()) {
         sql::QueryRequest kq;
-        kq.sql = "SELECT epoch_us(CAST(event_timestamp AS TIMESTAMP)) AS t, CAST(" +
+        kq.sql = "SELECT epoch_us(" + UtcTimestamp("event_timestamp", ts->type) + ") AS t, CAST(" +
                  QuoteIdentifier(u.join_key) + " AS VARCHAR) AS k FROM " + eread +
                  " ORDER BY file_row_number";
         kq.format = sql::Format::kCsv;
@@ -433,20 +444,24 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
         features_sql += ", " + value + " AS " + QuoteIdentifier(u.view->name + "__" + f.name);
       }
       if (info.current_version == 0) continue;  // no rows yet: nulls
+      std::string ts_type = "TIMESTAMP";
+      for (const auto& col : info.schema) {
+        if (col.name == u.view->timestamp_column) ts_type = col.type;
+      }
       exclude += ", " + k;
       entity_extra += ", CAST(" + QuoteIdentifier(u.join_key) + " AS " + u.key_type + ") AS " + k;
       const std::string snapshot =
           QuoteIdentifier(sql::LakeViews::SnapshotSchema(src.zone)) + "." +
           QuoteIdentifier(sql::LakeViews::SnapshotView(src.name, info.current_version));
       from += " ASOF LEFT JOIN (SELECT CAST(" + QuoteIdentifier(u.join_key) + " AS " + u.key_type +
-              ") AS __k, CAST(" + QuoteIdentifier(u.view->timestamp_column) +
-              " AS TIMESTAMP) AS __ts" + cols + " FROM " + snapshot + ") " + alias + " ON e." + k +
-              " = " + alias + ".__k AND e.__t >= " + alias + ".__ts";
+              ") AS __k, " + UtcTimestamp(u.view->timestamp_column, ts_type) + " AS __ts" + cols +
+              " FROM " + snapshot + ") " + alias + " ON e." + k + " = " + alias +
+              ".__k AND e.__t >= " + alias + ".__ts";
     }
     lb.EndArray();
     const std::string select = "SELECT e.* EXCLUDE (" + exclude + ")" + features_sql +
-                               " FROM (SELECT *, CAST(event_timestamp AS TIMESTAMP) AS __t" +
-                               entity_extra + " FROM " + eread + ") e" + from +
+                               " FROM (SELECT *, " + UtcTimestamp("event_timestamp", ts->type) +
+                               " AS __t" + entity_extra + " FROM " + eread + ") e" + from +
                                " ORDER BY e.file_row_number";
     ASSIGN_OR_RETURN(std::vector<sql::Column> columns, deps_.engine->Describe(select));
     ASSIGN_OR_RETURN(lake::Staging st, deps_.lake->BeginWrite(table));

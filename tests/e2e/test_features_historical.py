@@ -360,3 +360,19 @@ def test_cli_dataset_create_list_show(shop):
     p = run_cli(s.project, s.data, "features", "dataset", "create", "from_cli", "--entities-sql",
                 "SELECT 1", "--service", "churn", check=False)
     assert p.returncode != 0 and "event_timestamp" in p.stderr + p.stdout
+
+
+def test_a_timestamptz_event_timestamp_is_the_same_instant(shop):
+    s = shop
+    t = int(time.time() * US) - 20 * MIN
+    t -= t % 1000
+    feats = ["customer_activity:clicks_1h", "customer_activity:spend_24h", "customer_daily:plan"]
+    naive = build(s, {"name": "tz_naive", "features": feats, "entities_sql":
+                      f"SELECT c AS customer_id, make_timestamp({t}) AS event_timestamp FROM range(1, 21) r(c)"})
+    aware = build(s, {"name": "tz_aware", "features": feats, "entities_sql":
+                      f"SELECT c AS customer_id, make_timestamptz({t}) AS event_timestamp FROM range(1, 21) r(c)"})
+    assert naive["rows"] == aware["rows"] == 20
+    cols = ", ".join(f.replace(":", "__") for f in feats)
+    a = sql(s, f"SELECT customer_id, {cols} FROM datasets.tz_naive ORDER BY 1")
+    b = sql(s, f"SELECT customer_id, {cols} FROM datasets.tz_aware ORDER BY 1")
+    assert a == b and any(r[2] for r in a)
