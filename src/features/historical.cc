@@ -1,6 +1,7 @@
 #include "features/historical.h"
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <charconv>
 #include <fstream>
 #include <map>
@@ -11,6 +12,7 @@
 #include "core/time.h"
 #include "features/internal/pit_replay.h"
 #include "sql/lake_io.h"
+#include "stream/definition.h"
 
 namespace lakeloop::features {
 namespace {
@@ -348,6 +350,63 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
       }
       internal::ReplayOptions ro;
       ro.cancelled = req.cancelled;
+      // What retention trimmed from the log comes from the archive raw.<stream> (its snapshot
+      // current now), rebuilt as payloads of the stream's fields.
+      std::optional<stream::StreamDefinition> sdef;
+      for (const auto& d : defs) {
+        if (d.kind != "stream" || d.name != u.view->stream) continue;
+        if (auto parsed = stream::ParseStreamDefinition(d.body, d.origin); parsed.ok()) {
+          sdef = std::move(parsed).value();
+        }
+      }
+      int64_t archive_version = 0;
+      if (sdef) {
+        auto info = deps_.lake->GetTable({"raw", u.view->stream});
+        if (info.ok()) archive_version = info->current_version;
+      }
+      if (sdef && archive_version > 0) {
+        std::string fields;
+        for (const auto& f : sdef->fields) {
+          if (!fields.empty()) fields += ", ";
+          fields += QuoteIdentifier(f.name) + " := " + QuoteIdentifier(f.name);
+        }
+        const std::string from =
+            QuoteIdentifier(sql::LakeViews::SnapshotSchema("raw")) + "." +
+            QuoteIdentifier(sql::LakeViews::SnapshotView(u.view->stream, archive_version));
+        const std::string head =
+            "SELECT _offset, epoch_us(" + UtcTimestamp(sdef->time_field, "TIMESTAMP") + "), CAST(" +
+            QuoteIdentifier(sdef->key_field) + " AS VARCHAR), CAST(to_json(struct_pack(" + fields +
+            ")) AS VARCHAR) FROM " + from + " WHERE _partition = ";
+        ro.archived = [this, head, &req](int32_t p,
+                                         int64_t below) -> Result<std::vector<stream::Record>> {
+          sql::QueryRequest aq;
+          aq.sql = head + std::to_string(p) + " AND _offset < " + std::to_string(below) +
+                   " ORDER BY _offset";
+          aq.limit = int64_t{1} << 40;
+          aq.timeout_ms = 0;
+          aq.cancelled = req.cancelled;
+          ASSIGN_OR_RETURN(sql::QueryReply ar, deps_.engine->Run(aq));
+          boost::system::error_code ec;
+          boost::json::value v = boost::json::parse(ar.body, ec);
+          if (ec || !v.is_object() || !v.as_object().contains("rows")) {
+            return Internal("unreadable archive rows");
+          }
+          std::vector<stream::Record> out;
+          for (const auto& rv : v.at("rows").as_array()) {
+            const auto& r = rv.as_array();
+            if (r.size() != 4 || r[1].is_null() || r[2].is_null() || !r[3].is_string()) continue;
+            stream::Record rec;
+            rec.partition = p;
+            rec.offset = r[0].to_number<int64_t>();
+            rec.ingest_time_us = 0;
+            rec.event.key = std::string(r[2].as_string());
+            rec.event.event_time_us = r[1].to_number<int64_t>();
+            rec.event.payload = std::string(r[3].as_string());
+            out.push_back(std::move(rec));
+          }
+          return out;
+        };
+      }
       int64_t last_report = 0;
       ro.progress = [&](int64_t done, int64_t total) {
         if (done - last_report < 1'000'000 && done < total) return;
@@ -391,6 +450,10 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
       ls.Key("offsets").BeginArray();
       for (const auto& o : rr.offsets) ls.BeginArray().Int(o.begin).Int(o.end).EndArray();
       ls.EndArray().Key("complete").Bool(rr.complete).Key("events_late").Int(rr.events_late);
+      if (archive_version > 0) {
+        ls.Key("archive").BeginObject().Key("table").String("raw." + u.view->stream);
+        ls.Key("version").Int(archive_version).Key("events").Int(rr.events_archived).EndObject();
+      }
       ls.EndObject();
     }
     ls.EndArray();

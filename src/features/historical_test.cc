@@ -15,6 +15,8 @@
 #include "features/internal/pit_replay.h"
 #include "features/internal/test_util.h"
 #include "sql/lake_io.h"
+#include "stream/archive.h"
+#include "stream/definition.h"
 
 namespace lakeloop::features {
 namespace {
@@ -266,6 +268,110 @@ TEST_F(HistoricalTest, BatchViewsJoinAsOfWithinTtlLikeABruteForceReference) {
   EXPECT_EQ(row[2].to_number<int64_t>(), 1000);
   json::value cols = Query("SELECT * FROM datasets.batch LIMIT 0");
   EXPECT_EQ(cols.at("columns").as_array().size(), 5u);  // id, customer_id, event_timestamp, 2
+}
+
+TEST_F(HistoricalTest, ReplaysWhatRetentionTrimmedFromTheArchive) {
+  // A stream whose payloads carry the key and time fields, archived to raw.s2, then trimmed.
+  const std::string stream_yaml =
+      "name: s2\nfields:\n  k: {type: string}\n  ts: {type: timestamp}\n"
+      "  event_type: {type: string}\n  value: {type: number, required: false}\n"
+      "key: k\ntime: ts\nretention: 1h\nallowed_lateness: 5m\npartitions: 2\n";
+  auto def = stream::ParseStreamDefinition(stream_yaml, "streams/s2.yaml");
+  ASSERT_TRUE(def.ok()) << def.status().ToString();
+  ASSERT_TRUE(catalog::Migrate(*catalog_, stream::Archiver::Migrations()).ok());
+  sql::EngineOptions lo;
+  lo.sandboxed = false;
+  lo.scratch_dir = dir_ / "archiver";
+  auto loader = sql::Engine::Open(lo);
+  ASSERT_TRUE(loader.ok());
+  stream::ArchiverOptions ao;
+  ao.spool_dir = dir_ / "spool";
+  stream::Archiver archiver({log_.get(), lake_.get(), catalog_.get(), loader->get()}, ao);
+  ASSERT_TRUE(archiver.AddStream(*def).ok());
+  catalog::Definitions defs(catalog_.get());
+  using CK = catalog::Definitions::ChangeKind;
+  ASSERT_TRUE(defs.Apply({{CK::kCreate, {"stream", "s2", stream_yaml, "streams/s2.yaml", "", 0}},
+                          {CK::kCreate,
+                           {"feature_view", "diff2", testing::DiffViewYaml("diff2", "s2"),
+                            "features/diff2.yaml", "", 0}}})
+                  .ok());
+  testing::EventGen gen(21, 15, 2);
+  std::vector<stream::Event> events;
+  for (const auto& e : gen.Next(1500)) {
+    if (!e.valid_json) continue;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.2f", e.value);
+    events.push_back({e.key, e.t, "",
+                      "{\"k\":\"" + e.key + "\",\"ts\":\"" + FormatRfc3339(e.t) +
+                          "\",\"event_type\":\"" + e.type + "\",\"value\":" + buf + "}"});
+  }
+  for (size_t i = 0; i < events.size(); i += 200) {
+    std::vector<stream::Event> batch(
+        events.begin() + static_cast<int64_t>(i),
+        events.begin() + static_cast<int64_t>(std::min(events.size(), i + 200)));
+    ASSERT_TRUE(log_->Append("s2", batch).ok());
+  }
+  auto drained = archiver.ArchiveAll("s2", 100);
+  ASSERT_TRUE(drained.ok()) << drained.status().ToString();
+  ASSERT_TRUE(drained->done);
+  // The rows and what the complete log gives them, before retention trims it.
+  std::mt19937_64 rng(4);
+  std::vector<std::string> keys;
+  std::vector<int64_t> times;
+  std::string values;
+  for (int i = 0; i < 200; ++i) {
+    keys.push_back("k" + std::to_string(rng() % 15));
+    times.push_back(events[rng() % events.size()].event_time_us +
+                    static_cast<int64_t>(rng() % (2 * kHour)));
+    times.back() -= times.back() % 1000;
+    if (i) values += ", ";
+    values += "(" + std::to_string(i) + ", '" + keys.back() + "', make_timestamp(" +
+              std::to_string(times.back()) + "))";
+  }
+  auto v2 = ParseFeatureView(testing::DiffViewYaml("diff2", "s2"), "diff2.yaml");
+  ASSERT_TRUE(v2.ok());
+  auto want = internal::ReplayStreamView(*log_, *v2, keys, times);
+  ASSERT_TRUE(want.ok());
+  ASSERT_TRUE(want->complete);
+  ASSERT_GT(want->events_late, 0);
+  auto trimmed = log_->Trim(NowMicros() + 10 * kHour);
+  ASSERT_TRUE(trimmed.ok()) << trimmed.status().ToString();
+  auto offsets = log_->Offsets("s2");
+  ASSERT_TRUE(offsets.ok());
+  ASSERT_GT((*offsets)[0].begin, 0);
+  auto without = internal::ReplayStreamView(*log_, *v2, keys, times);
+  ASSERT_TRUE(without.ok());
+  EXPECT_FALSE(without->complete);
+
+  HistoricalRequest req;
+  req.name = "archived";
+  req.entities_sql = "SELECT * FROM (VALUES " + values + ") t(id, entity_key, event_timestamp)";
+  for (const auto& f : v2->features) req.features.push_back("diff2:" + f.name);
+  auto b = builder_->Build(req);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_NE(b->lineage_json.find("\"complete\":true"), std::string::npos) << b->lineage_json;
+  EXPECT_NE(b->lineage_json.find("\"archive\":{\"table\":\"raw.s2\""), std::string::npos);
+  json::value got = Query("SELECT * EXCLUDE (entity_key, event_timestamp) FROM datasets.archived");
+  const auto& rows = got.at("rows").as_array();
+  ASSERT_EQ(rows.size(), 200u);
+  int differ_without = 0;
+  for (const auto& rv : rows) {
+    const auto& row = rv.as_array();
+    const auto id = static_cast<size_t>(row[0].to_number<int64_t>());
+    for (size_t f = 0; f < v2->features.size(); ++f) {
+      std::optional<double> w = want->values[f][id];
+      if (!want->has_state[id]) w.reset();
+      SCOPED_TRACE(std::to_string(id) + " " + v2->features[f].name);
+      if (!w) {
+        EXPECT_TRUE(row[f + 1].is_null());
+      } else {
+        ASSERT_FALSE(row[f + 1].is_null());
+        EXPECT_NEAR(row[f + 1].to_number<double>(), *w, 1e-9 * std::max(1.0, std::abs(*w)));
+      }
+      differ_without += without->values[f][id] != want->values[f][id];
+    }
+  }
+  EXPECT_GT(differ_without, 0);  // the archive made a difference
 }
 
 TEST_F(HistoricalTest, RefusesBadRequestsAndOthersNames) {

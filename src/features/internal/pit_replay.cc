@@ -53,16 +53,44 @@ Result<ReplayResult> ReplayStreamView(const stream::EventLog& log, const Feature
   std::unordered_map<std::string_view, std::vector<KeyEvent>> events_of;
 
   int64_t total = 0;
-  for (const auto& r : out.offsets) {
-    total += std::max<int64_t>(0, r.end - r.begin);
-    if (r.begin > 0) out.complete = false;
-  }
+  for (const auto& r : out.offsets) total += std::max<int64_t>(0, r.end - r.begin);
   // 1) Each partition in log order through the processor's watermark: what it accepts.
   alignas(16) unsigned char buffer[8192];
+  stream::Watermark* watermark = nullptr;
+  auto process = [&](const stream::Record& r) {
+    ++out.events_read;
+    json::monotonic_resource mr(buffer, sizeof buffer);
+    boost::system::error_code ec;
+    json::value payload = json::parse(r.event.payload, ec, &mr);
+    if (ec || !payload.is_object()) {
+      ++out.events_invalid;
+    } else if (!watermark->Observe(r.event.event_time_us)) {
+      ++out.events_late;
+    } else {
+      auto it = rows_of.find(r.event.key);
+      if (it != rows_of.end()) {
+        events_of[it->first].push_back({r.event.event_time_us, r.event.payload});
+      }
+    }
+  };
   for (size_t p = 0; p < out.offsets.size(); ++p) {
-    stream::Watermark watermark(view.allowed_lateness_us);
+    stream::Watermark wm(view.allowed_lateness_us);
+    watermark = &wm;
     int64_t next = out.offsets[p].begin;
     const int64_t end = out.offsets[p].end;
+    if (next > 0) {
+      if (options.archived) {
+        ASSIGN_OR_RETURN(std::vector<stream::Record> old,
+                         options.archived(static_cast<int32_t>(p), next));
+        for (const stream::Record& r : old) {
+          if (r.offset >= next) break;
+          ++out.events_archived;
+          process(r);
+        }
+      } else {
+        out.complete = false;
+      }
+    }
     while (next < end) {
       if (options.cancelled && options.cancelled->load()) {
         return Status(Code::kCancelled, "historical retrieval cancelled");
@@ -75,20 +103,7 @@ Result<ReplayResult> ReplayStreamView(const stream::EventLog& log, const Feature
       for (const stream::Record& r : recs) {
         if (r.offset >= end) break;
         next = r.offset + 1;
-        ++out.events_read;
-        json::monotonic_resource mr(buffer, sizeof buffer);
-        boost::system::error_code ec;
-        json::value payload = json::parse(r.event.payload, ec, &mr);
-        if (ec || !payload.is_object()) {
-          ++out.events_invalid;
-        } else if (!watermark.Observe(r.event.event_time_us)) {
-          ++out.events_late;
-        } else {
-          auto it = rows_of.find(r.event.key);
-          if (it != rows_of.end()) {
-            events_of[it->first].push_back({r.event.event_time_us, r.event.payload});
-          }
-        }
+        process(r);
       }
       if (options.progress) options.progress(out.events_read, total);
     }

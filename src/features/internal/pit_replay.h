@@ -40,9 +40,10 @@ struct ReplayResult {
   int64_t events_read = 0;
   int64_t events_late = 0;
   int64_t events_invalid = 0;
-  int64_t events_used = 0;  // accepted events of the requested keys applied to some row
-  // False when the log no longer holds the stream's first events (retention trimmed them):
-  // windows reaching back before the first retained event may miss events.
+  int64_t events_used = 0;      // accepted events of the requested keys applied to some row
+  int64_t events_archived = 0;  // of events_read, those read from `archived`
+  // False when the log no longer holds the stream's first events (retention trimmed them) and
+  // no `archived` source gave them: windows reaching back that far may miss events.
   bool complete = true;
 };
 
@@ -51,6 +52,11 @@ struct ReplayOptions {
   std::vector<int64_t> end_offsets;
   size_t read_batch = 4096;
   std::shared_ptr<std::atomic<bool>> cancelled;  // kCancelled when set
+  // Records the log no longer holds (below a partition's first retained offset), in offset
+  // order — the archive raw.<stream>: called once for each partition whose log starts above 0.
+  // Null: those records are not replayed and the result says complete = false.
+  std::function<Result<std::vector<stream::Record>>(int32_t partition, int64_t below_offset)>
+      archived;
   // Called after each read batch with (records read, records to read).
   std::function<void(int64_t, int64_t)> progress;
 };
