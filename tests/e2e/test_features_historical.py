@@ -376,3 +376,20 @@ def test_a_timestamptz_event_timestamp_is_the_same_instant(shop):
     a = sql(s, f"SELECT customer_id, {cols} FROM datasets.tz_naive ORDER BY 1")
     b = sql(s, f"SELECT customer_id, {cols} FROM datasets.tz_aware ORDER BY 1")
     assert a == b and any(r[2] for r in a)
+
+
+def test_entities_from_a_lake_table_at_its_snapshot(shop):
+    s = shop
+    t = int(time.time() * US) - 15 * MIN
+    csv = "customer_id,event_timestamp,label\n" + "".join(
+        f"{c},{iso(t)},{c % 2}\n" for c in range(1, 11))
+    assert s.commit("raw.labels", csv).status_code == 201
+    res = build(s, {"name": "from_table", "entities_table": "raw.labels",
+                    "features": ["customer_activity:spend_24h"]})
+    assert res["rows"] == 10
+    assert res["lineage"]["entities"] == {"table": "raw.labels", "version": 1}
+    via_sql = build(s, {"name": "from_sql", "features": ["customer_activity:spend_24h"],
+                        "entities_sql": "SELECT * FROM raw.labels"})
+    a = sql(s, "SELECT * FROM datasets.from_table ORDER BY customer_id")
+    assert a == sql(s, "SELECT * FROM datasets.from_sql ORDER BY customer_id") and len(a) == 10
+    assert via_sql["lineage"]["entities"] == {"sql": "SELECT * FROM raw.labels"}
