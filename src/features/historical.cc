@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
+#include <condition_variable>
 #include <fstream>
 #include <map>
 #include <set>
@@ -264,6 +265,7 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
         {req.name, build, req.created_by, started, request_json}));
     RETURN_IF_ERROR(txn->Commit());
   }
+  if (req.on_started) req.on_started(build);
 
   ScratchFiles scratch;
   std::optional<lake::Staging> staging;
@@ -594,6 +596,62 @@ Result<DatasetBuild> DatasetBuilder::Build(const HistoricalRequest& req) {
                                           "dataset " + req.name + " build " + std::to_string(build),
                                           "dataset version"));
   return GetBuild(req.name, build);
+}
+
+DatasetBuilder::~DatasetBuilder() {
+  stop_->store(true);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& a : threads_) a.thread.join();
+}
+
+Result<DatasetBuild> DatasetBuilder::Start(HistoricalRequest request) {
+  struct Handoff {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool ready = false;
+    Status status;
+    int64_t build = 0;
+  };
+  auto h = std::make_shared<Handoff>();
+  request.cancelled = stop_;  // the caller's connection ends with the reply
+  request.on_started = [h](int64_t build) {
+    std::lock_guard<std::mutex> lock(h->mu);
+    h->build = build;
+    h->ready = true;
+    h->cv.notify_all();
+  };
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Reap finished builds.
+    for (auto it = threads_.begin(); it != threads_.end();) {
+      if (it->done->load()) {
+        it->thread.join();
+        it = threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    threads_.push_back({std::thread([this, request, h, done] {
+                          Result<DatasetBuild> r = Build(request);
+                          {
+                            std::lock_guard<std::mutex> lock(h->mu);
+                            if (!h->ready) {
+                              h->status = r.status();
+                              h->ready = true;
+                              h->cv.notify_all();
+                            }
+                          }
+                          done->store(true);
+                        }),
+                        done});
+  }
+  std::unique_lock<std::mutex> lock(h->mu);
+  h->cv.wait(lock, [&] { return h->ready; });
+  if (h->build == 0) return h->status.ok() ? Internal("the build did not start") : h->status;
+  const int64_t build = h->build;
+  lock.unlock();
+  return GetBuild(request.name, build);
 }
 
 Result<std::vector<DatasetBuild>> DatasetBuilder::Builds(const std::string& name) {

@@ -15,10 +15,12 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "catalog/catalog.h"
@@ -39,6 +41,8 @@ struct HistoricalRequest {
   std::string feature_service;        // a service's name
   std::string created_by;             // who asked (for the build record)
   std::shared_ptr<std::atomic<bool>> cancelled;
+  // Called once the request is valid and the build is recorded as running (Start uses it).
+  std::function<void(int64_t build)> on_started;
 };
 
 struct DatasetBuild {
@@ -71,6 +75,9 @@ class DatasetBuilder {
     std::filesystem::path scratch_dir;
   };
   explicit DatasetBuilder(Deps deps) : deps_(std::move(deps)) {}
+  ~DatasetBuilder();  // cancels the builds Start began and joins them
+  DatasetBuilder(const DatasetBuilder&) = delete;
+  DatasetBuilder& operator=(const DatasetBuilder&) = delete;
 
   static std::vector<catalog::Migration> Migrations();
 
@@ -78,6 +85,11 @@ class DatasetBuilder {
   // columns), kNotFound for an unknown view or feature or table, kSqlError / kStatementNotAllowed
   // for the entity query, kConflict when datasets.<name> is owned by something else.
   Result<DatasetBuild> Build(const HistoricalRequest& request);
+
+  // The same on a thread of its own: returns the build's record (status "running") as soon as the
+  // request is validated and recorded, or the error Build would return for a bad request. The
+  // build is cancelled by the destructor (its record then says failed), not by the caller.
+  Result<DatasetBuild> Start(HistoricalRequest request);
 
   // Newest first. kNotFound for a name never built.
   Result<std::vector<DatasetBuild>> Builds(const std::string& name);
@@ -88,6 +100,13 @@ class DatasetBuilder {
  private:
   Status SetProgress(const std::string& name, int64_t build, const std::string& progress);
   Deps deps_;
+  std::shared_ptr<std::atomic<bool>> stop_ = std::make_shared<std::atomic<bool>>(false);
+  std::mutex mu_;  // guards threads_
+  struct Async {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Async> threads_;
 };
 
 // The JSON of a build record (API and CLI print the same).

@@ -374,6 +374,42 @@ TEST_F(HistoricalTest, ReplaysWhatRetentionTrimmedFromTheArchive) {
   EXPECT_GT(differ_without, 0);  // the archive made a difference
 }
 
+TEST_F(HistoricalTest, StartRunsInTheBackgroundAndStopsWithTheBuilder) {
+  testing::Reference ref(2, 5 * kMin);
+  testing::EventGen gen(6, 10, 2);
+  ref.Append(*log_, "s", gen.Next(500));
+  HistoricalRequest req;
+  req.name = "bg";
+  req.entities_sql = "SELECT 'k' || (i % 10) AS entity_key, make_timestamp(" +
+                     std::to_string(kBase) +
+                     " + i * 1000000) AS event_timestamp FROM range(2000) t(i)";
+  req.features = {"diff:count_1h"};
+  // A bad request fails at once, as Build would.
+  HistoricalRequest bad = req;
+  bad.features = {"diff:nope"};
+  EXPECT_EQ(builder_->Start(bad).status().code(), Code::kNotFound);
+  auto started = builder_->Start(req);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  EXPECT_EQ(started->build, 1);
+  EXPECT_TRUE(started->status == "running" || started->status == "succeeded");
+  // Poll (bounded) until it is done.
+  const Micros deadline = NowMicros() + 60'000'000;
+  std::string status = started->status;
+  while (status == "running" && NowMicros() < deadline) {
+    auto b = builder_->GetBuild("bg", 1);
+    ASSERT_TRUE(b.ok());
+    status = b->status;
+  }
+  EXPECT_EQ(status, "succeeded");
+  // A build still running when the builder goes is cancelled and says so.
+  auto second = builder_->Start(req);
+  ASSERT_TRUE(second.ok());
+  builder_.reset();
+  catalog::Rows rows = *catalog_->Query("SELECT status FROM dataset_builds WHERE build = 2");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_NE(rows.Text(0, 0), "running");
+}
+
 TEST_F(HistoricalTest, RefusesBadRequestsAndOthersNames) {
   HistoricalRequest ok;
   ok.name = "d";

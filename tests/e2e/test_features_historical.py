@@ -393,3 +393,26 @@ def test_entities_from_a_lake_table_at_its_snapshot(shop):
     a = sql(s, "SELECT * FROM datasets.from_table ORDER BY customer_id")
     assert a == sql(s, "SELECT * FROM datasets.from_sql ORDER BY customer_id") and len(a) == 10
     assert via_sql["lineage"]["entities"] == {"sql": "SELECT * FROM raw.labels"}
+
+
+def test_wait_false_answers_202_and_the_build_is_followed_to_its_end(shop):
+    s = shop
+    r = requests.post(f"{s.url}/api/v1/features/historical", timeout=60, json={
+        "name": "bg", "wait": False, "features": ["customer_activity:clicks_1h"],
+        "entities_sql": "SELECT (i % 20) + 1 AS customer_id, now()::TIMESTAMP - to_seconds(i) "
+                        "AS event_timestamp FROM range(5000) t(i)"})
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] in ("running", "succeeded") and r.json()["build"] == 1
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        b = requests.get(f"{s.url}/api/v1/datasets/bg").json()["builds"][0]
+        if b["status"] != "running":
+            break
+        time.sleep(0.05)
+    assert b["status"] == "succeeded" and b["rows"] == 5000, b
+    r = requests.post(f"{s.url}/api/v1/features/historical", json={
+        "name": "bg", "wait": False, "features": ["nope:x"], "entities_sql": "SELECT 1"})
+    assert r.status_code == 404
+    r = requests.post(f"{s.url}/api/v1/features/historical", json={
+        "name": "bg", "wait": "no", "features": ["customer_activity:clicks_1h"], "entities_sql": "SELECT 1"})
+    assert r.status_code == 400

@@ -28,10 +28,10 @@ Result<Response> Historical(Services* s, const Request& req) {
   for (const auto& kv : body) {
     const std::string_view k = kv.key();
     if (k != "name" && k != "entities_sql" && k != "entities_table" && k != "features" &&
-        k != "feature_service") {
+        k != "feature_service" && k != "wait") {
       return InvalidArgument("unknown field '" + std::string(k) +
                              "' (expected name, entities_sql or entities_table, features or "
-                             "feature_service)");
+                             "feature_service, wait)");
     }
   }
   features::HistoricalRequest r;
@@ -51,6 +51,14 @@ Result<Response> Historical(Services* s, const Request& req) {
   }
   r.created_by = std::string(RoleName(req.role));
   r.cancelled = req.cancelled;
+  if (const json::value* w = body.if_contains("wait")) {
+    if (!w->is_bool()) return InvalidArgument("field 'wait' must be true or false");
+    if (!w->as_bool()) {
+      // 202 with the running build; GET /api/v1/datasets/<name> follows it.
+      ASSIGN_OR_RETURN(features::DatasetBuild b, s->datasets->Start(std::move(r)));
+      return Response::Json(features::DatasetBuildToJson(b), 202);
+    }
+  }
   ASSIGN_OR_RETURN(features::DatasetBuild b, s->datasets->Build(r));
   return Response::Json(features::DatasetBuildToJson(b), 201);
 }
@@ -133,7 +141,7 @@ Status AddDatasetRoutes(Router& router, Services* s) {
       R"({"type":"object","required":["name"],"additionalProperties":false,"properties":{)"
       R"("name":{"type":"string"},"entities_sql":{"type":"string"},)"
       R"("entities_table":{"type":"string"},"features":{"type":"array","items":{"type":"string"}},)"
-      R"("feature_service":{"type":"string"}}})";
+      R"("feature_service":{"type":"string"},"wait":{"type":"boolean"}}})";
   build.response_schema = R"({"type":"object"})";
   RETURN_IF_ERROR(router.Add(build, Admitted(s, Wrap(s, Historical))));
 
