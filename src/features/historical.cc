@@ -23,6 +23,8 @@ using sql::QuoteIdentifier;
 using sql::QuoteLiteral;
 
 constexpr char kZone[] = "datasets";
+// Background builds share the datasets engine (its memory and threads): a few at a time.
+constexpr size_t kMaxBackgroundBuilds = 4;
 constexpr char kBuildColumns[] =
     "name, build, status, lake_version, rows, progress, error, created_by, started_at, "
     "finished_at, request, lineage, schema";
@@ -631,6 +633,11 @@ Result<DatasetBuild> DatasetBuilder::Start(HistoricalRequest request) {
       } else {
         ++it;
       }
+    }
+    if (threads_.size() >= kMaxBackgroundBuilds) {
+      return Status(Code::kResourceExhausted,
+                    std::to_string(kMaxBackgroundBuilds) +
+                        " dataset builds are running in the background; retry later");
     }
     threads_.push_back({std::thread([this, request, h, done] {
                           Result<DatasetBuild> r = Build(request);
