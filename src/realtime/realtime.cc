@@ -753,6 +753,25 @@ Status Realtime::SyncFeatureStore(const Applied& applied) {
     if (!st.ok() && result.ok()) result = st.WithContext("materialization job of " + view);
   }
   job_specs_ = std::move(wanted);
+  if (!options_.background) return result;
+  // A view whose online rows are behind its source (it committed while no server ran, or the
+  // view is new or changed) catches up now instead of at the source's next commit.
+  for (const auto& v : applied.views) {
+    if (v.kind != features::ViewKind::kBatch) continue;
+    auto ref = lake::ParseTableRef(v.source);
+    auto info = ref.ok() ? lake_->GetTable(*ref) : Result<lake::TableInfo>(ref.status());
+    if (!info.ok() || info->current_version == 0) continue;
+    auto rows = catalog_->Query(
+        "SELECT fingerprint, source_version FROM features_materializations WHERE view = ?",
+        {v.name});
+    auto body = applied.view_bodies.find(v.name);
+    const bool current = rows.ok() && rows->size() == 1 && body != applied.view_bodies.end() &&
+                         std::get<std::string>(rows->At(0, 0)) == body->second &&
+                         std::get<int64_t>(rows->At(0, 1)) == info->current_version;
+    if (current) continue;
+    auto run = options_.scheduler->Trigger(MaterializeJobName(v.name), "{}");
+    if (!run.ok()) spdlog::warn("features: materializing {}: {}", v.name, run.status().ToString());
+  }
   return result;
 }
 
