@@ -63,12 +63,16 @@ Result<features::OnlineRequest> ParseOnlineRequest(std::string_view body) {
         }
         r.keys = std::move(out);
       }
+    } else if (k == "full_feature_names") {
+      // Feast's flag; lakeloop always names features "view:feature".
+      if (!v.is_bool()) return InvalidArgument("'full_feature_names' must be true or false");
     } else if (k == "at") {
       if (!v.is_string()) return InvalidArgument("'at' must be an RFC 3339 time");
       ASSIGN_OR_RETURN(r.read_time_us, ParseRfc3339(v.as_string()));
     } else {
-      return InvalidArgument("unknown key '" + std::string(k) +
-                             "' (allowed: features, feature_service, entities, at)");
+      return InvalidArgument(
+          "unknown key '" + std::string(k) +
+          "' (allowed: features, feature_service, entities, at, full_feature_names)");
     }
   }
   if (r.join_key.empty()) return InvalidArgument("'entities' is required");
