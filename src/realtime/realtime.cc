@@ -257,6 +257,12 @@ std::string Realtime::DeleteNote(const flow::Definition& d) const {
     return "raw." + d.name +
            " is kept; events are no longer accepted; the log keeps what it holds until retention";
   }
+  if (d.kind == "entity") return "nothing is stored per entity";
+  if (d.kind == "feature_service") return "online requests for it answer not_found";
+  auto view = features::ParseFeatureView(d.body, d.origin);
+  if (view.ok() && view->kind == features::ViewKind::kBatch) {
+    return "its materialization job is removed; its online rows are no longer read";
+  }
   return "features." + d.name + " is kept; online values are no longer updated";
 }
 
