@@ -12,8 +12,8 @@ the same generated Parquet data (bench/features_data.py), in the same run.
       of the process tree), so each side is measured at the largest size it finishes.
 
 lakeloop's side of each is one function below (lakeloop_online_http, lakeloop_online_inprocess,
-lakeloop_historical); until the feature store's retrieval exists they report "not built yet" and
-the results file records lakeloop's figure as null and the ratio as null.
+lakeloop_historical); one that is not built yet reports "not built yet" and the results file
+records lakeloop's figure and the ratio as null.
 
 Usage: .venv/bin/python bench/features.py [--duration 8] [--sizes 10000,100000,1000000]
        [--time-budget 900] [--memory-budget-mb 6144] [--no-pin] [--skip-online] [--skip-historical]
@@ -125,11 +125,15 @@ def lakeloop_online_inprocess(data_dir, customers, pinning):
     cmd = pinning.server([str(binary), "--benchmark_format=json"])
     env = dict(os.environ, LAKELOOP_BENCH_CUSTOMERS=str(customers))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    b = json.loads(out)["benchmarks"][0]
-    if b.get("present_fraction", 0) < 1:
+    # BM_OnlineGet/0: the 20 "view:feature" names of the HTTP body, resolved per call (the
+    # figure); BM_OnlineGet/1: the same 20 features as a feature service (resolved at apply).
+    b, svc = json.loads(out)["benchmarks"][:2]
+    if min(b.get("present_fraction", 0), svc.get("present_fraction", 0)) < 1:
         return {"status": f"not every lookup found its entity: {b.get('present_fraction')}"}
     r = {"mean_us": round(b["real_time"], 3), "p50_us": round(b["p50_ns"] / 1000, 3),
-         "p99_us": round(b["p99_ns"] / 1000, 3), "iterations": b["iterations"]}
+         "p99_us": round(b["p99_ns"] / 1000, 3), "iterations": b["iterations"],
+         "service_p50_us": round(svc["p50_ns"] / 1000, 3),
+         "service_p99_us": round(svc["p99_ns"] / 1000, 3)}
     log(f"lakeloop OnlinePlan::Get: mean {r['mean_us']} us p50 {r['p50_us']} us "
         f"p99 {r['p99_us']} us")
     return r
