@@ -853,7 +853,9 @@ Result<MaterializeReport> Realtime::Materialize(const std::string& view_name, bo
   std::string q =
       "SELECT CAST(" + sql::QuoteIdentifier(join_key) + " AS VARCHAR), epoch_us(" + ts + ")";
   for (const auto& f : view->features) q += ", " + CastTo(f.type, f.column);
-  q += " FROM read_parquet([" + list + "], union_by_name = true) WHERE " +
+  // Partition columns of a partitioned table live in the folder names (key=value).
+  q += " FROM read_parquet([" + list + "], union_by_name = true, hive_partitioning = " +
+       (info->partition_by.empty() ? "false" : "true") + ") WHERE " +
        sql::QuoteIdentifier(join_key) + " IS NOT NULL AND " + ts + " IS NOT NULL";
   if (watermark != INT64_MIN) q += " AND epoch_us(" + ts + ") >= " + std::to_string(watermark);
   if (view->ttl_us > 0) {
