@@ -11,6 +11,7 @@ struct OnlinePlan::Impl {
     const FeatureView* view = nullptr;
     const Entity* entity = nullptr;
     std::shared_ptr<StreamProcessor> processor;  // stream views
+    uint64_t schema = 0;                         // batch views: BatchSchema
     std::map<std::string, size_t, std::less<>> feature_index;
   };
   struct Column {
@@ -102,6 +103,7 @@ Result<std::shared_ptr<const OnlinePlan>> OnlinePlan::Build(
       auto it = stream_views.find(v.name);
       if (it != stream_views.end()) vp.processor = it->second;
     }
+    if (v.kind == ViewKind::kBatch) vp.schema = BatchSchema(v);
     for (size_t f = 0; f < v.features.size(); ++f) vp.feature_index[v.features[f].name] = f;
     impl->view_index[v.name] = impl->views.size();
     impl->views.push_back(std::move(vp));
@@ -191,6 +193,7 @@ Result<OnlineResponse> OnlinePlan::Get(const OnlineRequest& req) const {
       for (size_t k = 0; k < keys.size(); ++k) {
         if (!rows[k]) continue;
         ASSIGN_OR_RETURN(BatchRow row, DecodeBatchRow(*rows[k]));
+        if (row.schema != vp.schema) continue;  // loaded for another definition: missing
         const bool expired = vp.view->ttl_us > 0 && t - row.event_time_us > vp.view->ttl_us;
         for (size_t c = 0; c < sel->columns.size(); ++c) {
           if (sel->columns[c].view != vi) continue;

@@ -59,8 +59,10 @@ struct Fixture {
       r.views.push_back(ParseFeatureView(y, "v.yaml").value());
       StateBatch batch;
       batch.view = "view_" + std::to_string(v);
+      const uint64_t schema = BatchSchema(r.views.back());
       for (int64_t k = 0; k < customers; ++k) {
         BatchRow row;
+        row.schema = schema;
         row.event_time_us = now - k;
         for (int f = 0; f < kFeatures; ++f) row.values.emplace_back(u(rng));
         batch.states.emplace_back(std::to_string(k), EncodeBatchRow(row));

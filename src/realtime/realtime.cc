@@ -819,6 +819,7 @@ Result<MaterializeReport> Realtime::Materialize(const std::string& view_name, bo
       watermark = std::get<int64_t>(rows.At(0, 1));
     }
   }
+  const bool asked_full = full;
   full = full || !known;
   report.full = full;
   if (full) watermark = INT64_MIN;
@@ -842,7 +843,10 @@ Result<MaterializeReport> Realtime::Materialize(const std::string& view_name, bo
     }
   }
   ASSIGN_OR_RETURN(auto files, lake_->SnapshotFiles(ref, info->current_version));
-  if (full) RETURN_IF_ERROR(online_->ResetView(view_name, "", 0, ""));
+  // An explicit --full drops the rows first (entities gone from the table disappear); a changed
+  // definition reloads in place: rows of the old definition read as missing until replaced.
+  if (asked_full) RETURN_IF_ERROR(online_->ResetView(view_name, "", 0, ""));
+  const uint64_t schema = features::BatchSchema(*view);
   if (files.empty()) return report;
   std::string list;
   for (const auto& f : files) {
@@ -880,6 +884,7 @@ Result<MaterializeReport> Realtime::Materialize(const std::string& view_name, bo
   for (const auto& rv : rows) {
     const auto& r = rv.as_array();
     features::BatchRow row;
+    row.schema = schema;
     row.event_time_us = r.at(1).as_int64();
     newest = std::max(newest, row.event_time_us);
     for (size_t i = 0; i < view->features.size(); ++i) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -406,6 +407,63 @@ TEST_F(BatchViewTest, ApplyChecksTheSourceTable) {
                                "processed.daily.tier is VARCHAR"),
             std::string::npos)
       << bad.message();
+}
+
+// Reads never fail or see half a plan while applies swap it: each read holds the plan it started
+// with.
+TEST_F(BatchViewTest, ReadsDuringAppliesSeeAWholePlan) {
+  const int64_t now = NowMicros();
+  Commit("1," + Iso(now - kDay) + ",11,gold\n");
+  Write("entities/customer.yaml", kEntity);
+  Write("features/daily.yaml", kDailyView);
+  Write("feature_services/svc.yaml", "name: svc\nfeatures:\n  - daily:score\n");
+  Apply();
+  ASSERT_TRUE(rt_->Materialize("daily", false).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> reads{0}, bad{0};
+  std::thread reader([&] {
+    features::OnlineRequest req;
+    req.feature_service = "svc";
+    req.join_key = "customer_id";
+    req.keys = std::vector<int64_t>{1};
+    while (!stop.load()) {
+      req.read_time_us = NowMicros();
+      auto r = rt_->OnlineFeatures(req);
+      if (!r.ok() || r->values.size() != 1 || r->values[0].size() != 1 ||
+          r->values[0][0].status != features::FeatureStatus::kPresent ||
+          std::get<int64_t>(r->values[0][0].value) != 11) {
+        ++bad;
+      }
+      ++reads;
+    }
+  });
+  for (int i = 0; i < 6; ++i) {
+    // Changes that leave the stored values valid: the TTL and the service's description.
+    std::string v = kDailyView;
+    v.replace(v.find("ttl: 2d"), 7, i % 2 == 0 ? "ttl: 3d" : "ttl: 2d");
+    Write("features/daily.yaml", v);
+    Write("feature_services/svc.yaml",
+          "name: svc\ndescription: v" + std::to_string(i) + "\nfeatures:\n  - daily:score\n");
+    Apply();
+  }
+  ASSERT_TRUE(Eventually([&] { return reads.load() > 100; }));
+  stop = true;
+  reader.join();
+  EXPECT_EQ(bad.load(), 0);
+
+  // A change the values depend on (a new feature): the old rows read as missing, never under the
+  // new definition's names, until the next materialization reloads them in place.
+  Write("features/daily.yaml",
+        std::string(kDailyView) + "  - {name: extra, type: string, column: tier}\n");
+  Apply();
+  auto before = Get({1}, now);
+  EXPECT_EQ(before.values[0][0].status, features::FeatureStatus::kMissing);
+  auto m = rt_->Materialize("daily", false);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(m->full);
+  auto after = Get({1}, now);
+  ASSERT_EQ(after.values[0].size(), 1u);
+  EXPECT_EQ(std::get<int64_t>(after.values[0][0].value), 11);
 }
 
 }  // namespace
