@@ -12,14 +12,15 @@ the same generated Parquet data (bench/features_data.py), in the same run.
       of the process tree), so each side is measured at the largest size it finishes.
 
 lakeloop's side of each is one function below (lakeloop_online_http, lakeloop_online_inprocess,
-lakeloop_historical); until the feature store's retrieval exists they report "not built yet" and
-the results file records lakeloop's figure as null and the ratio as null.
+lakeloop_historical); one that is not built yet reports "not built yet" and the results file
+records lakeloop's figure and the ratio as null.
 
 Usage: .venv/bin/python bench/features.py [--duration 8] [--sizes 10000,100000,1000000]
        [--time-budget 900] [--memory-budget-mb 6144] [--no-pin] [--skip-online] [--skip-historical]
 Results: bench/results/features.json
 """
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -35,6 +36,10 @@ from harness import (NOT_BUILT, Budget, Figure, Pinning, Results, anchor_env,  #
                      anchor_version, free_port, require_anchor, run_ladder, run_measured, wait_http,
                      wrk)
 from harness.env import BIN, ROOT  # noqa: E402
+from harness import LakeloopServer  # noqa: E402
+import requests  # noqa: E402
+
+BIN_PATH = BIN
 
 HERE = Path(__file__).resolve().parent
 DATA_GEN = HERE / "features_data.py"
@@ -57,17 +62,84 @@ def online_body(features_key="__KEY__"):
 # (or {"status": NOT_BUILT}). Fill these in when the feature store's retrieval lands.
 # ---------------------------------------------------------------------------------------------
 
+_LAKELOOP_ONLINE = {}  # data_dir -> the running LakeloopServer (set up once for both runs)
+
+
+def _lakeloop_online_server(data_dir, pinning):
+    """A project whose batch views view_0 and view_1 read raw.view_0 / raw.view_1 (the Parquet
+    files in data_dir, loaded with `lakeloop load`), applied, served and materialized."""
+    key = str(data_dir)
+    if key in _LAKELOOP_ONLINE:
+        return _LAKELOOP_ONLINE[key]
+    project = Path(data_dir) / "lakeloop"
+    shutil.rmtree(project, ignore_errors=True)
+    (project / "entities").mkdir(parents=True)
+    (project / "features").mkdir()
+    (project / "lakeloop.yaml").write_text("name: bench\nserver:\n  worker_threads: 2\n")
+    (project / "entities" / "customer.yaml").write_text(
+        "name: customer\njoin_key: customer_id\ntype: int64\n")
+    for v in range(ONLINE_VIEWS):
+        feats = "".join(f"  - {{name: f{i}, type: double}}\n" for i in range(FEATURES_PER_VIEW))
+        (project / "features" / f"view_{v}.yaml").write_text(
+            f"name: view_{v}\nkind: batch\nsource: raw.view_{v}\nentity: customer\n"
+            f"timestamp: event_timestamp\nfeatures:\n{feats}")
+    data = project / ".data"
+    base = [str(BIN_PATH), "--project", str(project), "--data", str(data)]
+    for v in range(ONLINE_VIEWS):
+        subprocess.run(base + ["load", f"raw.view_{v}", str(Path(data_dir) / f"view_{v}.parquet")],
+                       check=True, capture_output=True)
+    server = LakeloopServer(project, pinning, data=data, apply=True).start()
+    atexit.register(server.stop)
+    for v in range(ONLINE_VIEWS):
+        r = requests.post(f"{server.url}/api/v1/features/views/view_{v}/materialize",
+                          params={"full": "true"}, timeout=600)
+        r.raise_for_status()
+        log(f"lakeloop materialize view_{v}: {r.json()['rows_loaded']} rows")
+    _LAKELOOP_ONLINE[key] = server
+    return server
+
+
 def lakeloop_online_http(data_dir, customers, connections, duration, pinning):
     """POST /api/v1/features/online, 1 entity x 20 features from view_0 and view_1 (the Parquet
     files in data_dir loaded as batch views and materialized), wrk at `connections`. Return the
     harness.wrk() dict (rps, p50_us, p99_us, ok)."""
-    return {"status": NOT_BUILT}
+    server = _lakeloop_online_server(data_dir, pinning)
+    url = server.url + "/api/v1/features/online"
+    body = online_body()
+    probe = requests.post(url, data=body.replace("__KEY__", "1"),
+                          headers={"Content-Type": "application/json"}, timeout=10)
+    probe.raise_for_status()
+    statuses = [v["status"] for v in probe.json()["entities"][0]["features"].values()]
+    if statuses != ["present"] * (ONLINE_VIEWS * FEATURES_PER_VIEW):
+        return {"status": f"probe failed: {statuses}"}
+    r = wrk(url, connections, duration, body=body, pinning=pinning, keys=customers)
+    log(f"lakeloop c={connections}: {r['rps']:.0f} req/s p50 {r['p50_us']} us "
+        f"p99 {r['p99_us']} us ok={r['ok']}")
+    return r
 
 
 def lakeloop_online_inprocess(data_dir, customers, pinning):
     """The features module's C++ read path for 1 entity x 20 features (a Google Benchmark binary
     printing JSON). Return {"p50_us", "p99_us", "mean_us"}."""
-    return {"status": NOT_BUILT}
+    binary = ROOT / "build" / "src" / "features" / "online_benchmark"
+    if not binary.exists():
+        return {"status": "online_benchmark is not built (cmake --build build --target "
+                          "online_benchmark)"}
+    cmd = pinning.server([str(binary), "--benchmark_format=json"])
+    env = dict(os.environ, LAKELOOP_BENCH_CUSTOMERS=str(customers))
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    # BM_OnlineGet/0: the 20 "view:feature" names of the HTTP body, resolved per call (the
+    # figure); BM_OnlineGet/1: the same 20 features as a feature service (resolved at apply).
+    b, svc = json.loads(out)["benchmarks"][:2]
+    if min(b.get("present_fraction", 0), svc.get("present_fraction", 0)) < 1:
+        return {"status": f"not every lookup found its entity: {b.get('present_fraction')}"}
+    r = {"mean_us": round(b["real_time"], 3), "p50_us": round(b["p50_ns"] / 1000, 3),
+         "p99_us": round(b["p99_ns"] / 1000, 3), "iterations": b["iterations"],
+         "service_p50_us": round(svc["p50_ns"] / 1000, 3),
+         "service_p99_us": round(svc["p99_ns"] / 1000, 3)}
+    log(f"lakeloop OnlinePlan::Get: mean {r['mean_us']} us p50 {r['p50_us']} us "
+        f"p99 {r['p99_us']} us")
+    return r
 
 
 def lakeloop_historical(data_dir, entity_rows, budget):

@@ -3,11 +3,11 @@
 // use the server when it runs and read the data directory directly otherwise.
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
-#include <charconv>
 #include <iostream>
 #include <thread>
 
@@ -517,6 +517,7 @@ int CmdBackfill(const Globals& g, const std::string& model, const std::string& f
 
 }  // namespace
 
+namespace {
 
 // ---- features: list, get, materialize -----------------------------------------------------------
 
@@ -596,8 +597,7 @@ int CmdFeaturesGet(const Globals& g, const std::string& service, const std::stri
 }
 
 int CmdFeaturesMaterialize(const Globals& g, const std::string& view, bool full) {
-  std::string path =
-      "/api/v1/features/views/" + view + "/materialize" + (full ? "?full=true" : "");
+  std::string path = "/api/v1/features/views/" + view + "/materialize" + (full ? "?full=true" : "");
   return Dispatch(
       g, [&](const Remote& r) { return Call(r, "POST", path, ""); },
       [&](App& app) -> Result<std::string> {
@@ -689,6 +689,7 @@ int CmdDatasetShow(const Globals& g, const std::string& name) {
         }
       });
 }
+}  // namespace
 
 int Main(int argc, char** argv) {
   BlockStopSignals();

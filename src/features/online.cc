@@ -11,6 +11,7 @@ struct OnlinePlan::Impl {
     const FeatureView* view = nullptr;
     const Entity* entity = nullptr;
     std::shared_ptr<StreamProcessor> processor;  // stream views
+    uint64_t schema = 0;                         // batch views: BatchSchema
     std::map<std::string, size_t, std::less<>> feature_index;
   };
   struct Column {
@@ -32,23 +33,34 @@ struct OnlinePlan::Impl {
 
   // Resolves references; kNotFound for an unknown view or feature, kInvalidArgument for a
   // malformed one or views of different join keys.
-  Result<Selection> Select(const std::vector<FeatureRef>& refs) const {
+  struct Ref {
+    std::string_view view;
+    std::string_view feature;
+  };
+  Result<Selection> Select(const std::vector<Ref>& refs) const {
     Selection s;
+    s.names.reserve(refs.size());
+    s.columns.reserve(refs.size());
     for (const auto& ref : refs) {
       auto vi = view_index.find(ref.view);
-      if (vi == view_index.end()) return NotFound("feature view '" + ref.view + "'");
+      if (vi == view_index.end()) return NotFound("feature view '" + std::string(ref.view) + "'");
       const ViewPlan& vp = views[vi->second];
       if (!vp.entity) {
-        return InvalidArgument("feature view '" + ref.view + "' has no entity in entities/");
+        return InvalidArgument("feature view '" + std::string(ref.view) +
+                               "' has no entity in entities/");
       }
       if (!s.entity) {
         s.entity = vp.entity;
       } else if (s.entity->join_key != vp.entity->join_key) {
         return InvalidArgument("features of different join keys: '" + s.entity->join_key +
-                               "' and '" + vp.entity->join_key + "' (view '" + ref.view + "')");
+                               "' and '" + vp.entity->join_key + "' (view '" +
+                               std::string(ref.view) + "')");
       }
       auto add = [&](size_t f) {
-        s.names.push_back(ref.view + ":" + vp.view->features[f].name);
+        std::string name;
+        name.reserve(ref.view.size() + 1 + vp.view->features[f].name.size());
+        name.append(ref.view).append(":").append(vp.view->features[f].name);
+        s.names.push_back(std::move(name));
         s.columns.push_back({vi->second, f});
       };
       if (ref.feature == "*") {
@@ -56,7 +68,8 @@ struct OnlinePlan::Impl {
       } else {
         auto fi = vp.feature_index.find(ref.feature);
         if (fi == vp.feature_index.end()) {
-          return NotFound("feature '" + ref.feature + "' of view '" + ref.view + "'");
+          return NotFound("feature '" + std::string(ref.feature) + "' of view '" +
+                          std::string(ref.view) + "'");
         }
         add(fi->second);
       }
@@ -90,12 +103,15 @@ Result<std::shared_ptr<const OnlinePlan>> OnlinePlan::Build(
       auto it = stream_views.find(v.name);
       if (it != stream_views.end()) vp.processor = it->second;
     }
+    if (v.kind == ViewKind::kBatch) vp.schema = BatchSchema(v);
     for (size_t f = 0; f < v.features.size(); ++f) vp.feature_index[v.features[f].name] = f;
     impl->view_index[v.name] = impl->views.size();
     impl->views.push_back(std::move(vp));
   }
   for (const auto& s : r.services) {
-    ASSIGN_OR_RETURN(Impl::Selection sel, impl->Select(s.features));
+    std::vector<Impl::Ref> refs;
+    for (const auto& f : s.features) refs.push_back({f.view, f.feature});
+    ASSIGN_OR_RETURN(Impl::Selection sel, impl->Select(refs));
     impl->services[s.name] = std::move(sel);
   }
   plan->impl_ = std::move(impl);
@@ -116,11 +132,17 @@ Result<OnlineResponse> OnlinePlan::Get(const OnlineRequest& req) const {
     }
     sel = &it->second;
   } else {
-    std::vector<FeatureRef> refs;
+    // Split only: an unknown name fails the lookup (kNotFound); no validation is needed.
+    std::vector<Impl::Ref> refs;
     refs.reserve(req.features.size());
     for (const auto& text : req.features) {
-      ASSIGN_OR_RETURN(FeatureRef ref, ParseFeatureRef(text));
-      refs.push_back(std::move(ref));
+      const size_t colon = text.find(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == text.size() ||
+          text.find(':', colon + 1) != std::string::npos) {
+        return InvalidArgument("feature reference '" + text + "' must be view:feature or view:*");
+      }
+      std::string_view t(text);
+      refs.push_back({t.substr(0, colon), t.substr(colon + 1)});
     }
     ASSIGN_OR_RETURN(own, impl.Select(refs));
     sel = &own;
@@ -171,6 +193,7 @@ Result<OnlineResponse> OnlinePlan::Get(const OnlineRequest& req) const {
       for (size_t k = 0; k < keys.size(); ++k) {
         if (!rows[k]) continue;
         ASSIGN_OR_RETURN(BatchRow row, DecodeBatchRow(*rows[k]));
+        if (row.schema != vp.schema) continue;  // loaded for another definition: missing
         const bool expired = vp.view->ttl_us > 0 && t - row.event_time_us > vp.view->ttl_us;
         for (size_t c = 0; c < sel->columns.size(); ++c) {
           if (sel->columns[c].view != vi) continue;

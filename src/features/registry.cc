@@ -326,9 +326,31 @@ bool GetU64(std::string_view* in, uint64_t* v) {
 }
 }  // namespace
 
+uint64_t BatchSchema(const FeatureView& v) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  auto add = [&](std::string_view s) {
+    for (char c : s) {
+      h ^= static_cast<unsigned char>(c);
+      h *= 1099511628211ULL;
+    }
+    h ^= 0xff;
+    h *= 1099511628211ULL;
+  };
+  add(v.source);
+  add(v.entity);
+  add(v.timestamp_column);
+  for (const auto& f : v.features) {
+    add(f.name);
+    add(ValueTypeName(f.type));
+    add(f.column);
+  }
+  return h;
+}
+
 std::string EncodeBatchRow(const BatchRow& row) {
   std::string out;
   out.push_back(1);
+  PutU64(&out, row.schema);
   PutU64(&out, static_cast<uint64_t>(row.event_time_us));
   PutU64(&out, row.values.size());
   for (const Value& v : row.values) {
@@ -357,7 +379,9 @@ Result<BatchRow> DecodeBatchRow(std::string_view in) {
   in.remove_prefix(1);
   BatchRow row;
   uint64_t t, n;
-  if (!GetU64(&in, &t) || !GetU64(&in, &n) || n > in.size()) return bad();
+  if (!GetU64(&in, &row.schema) || !GetU64(&in, &t) || !GetU64(&in, &n) || n > in.size()) {
+    return bad();
+  }
   row.event_time_us = static_cast<int64_t>(t);
   row.values.reserve(n);
   for (uint64_t i = 0; i < n; ++i) {

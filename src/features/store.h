@@ -103,7 +103,14 @@ using Value = std::variant<std::monostate, int64_t, double, std::string, bool, T
 struct BatchRow {
   int64_t event_time_us = 0;
   std::vector<Value> values;
+  // BatchSchema of the definition the row was loaded with: a read with another definition treats
+  // the row as missing (never a value under the wrong name), so a changed view is reloaded in
+  // place, without dropping its rows first.
+  uint64_t schema = 0;
 };
+// A hash of what a batch view's stored values depend on: source, entity, timestamp column, and
+// each feature's name, type and column (not the TTL or descriptions).
+uint64_t BatchSchema(const FeatureView& view);
 std::string EncodeBatchRow(const BatchRow& row);
 Result<BatchRow> DecodeBatchRow(std::string_view bytes);
 

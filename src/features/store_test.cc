@@ -164,6 +164,14 @@ TEST(StoreDefinitionTest, BatchRowRoundTrips) {
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->event_time_us, row.event_time_us);
   EXPECT_EQ(back->values, row.values);
+  EXPECT_EQ(back->schema, row.schema);
+  // The schema changes with what values depend on, not with the TTL.
+  auto v = ParseFeatureView(kBatch, "v.yaml").value();
+  auto w = v;
+  w.ttl_us = 0;
+  EXPECT_EQ(BatchSchema(v), BatchSchema(w));
+  w.features[2].column = "spend_total";
+  EXPECT_NE(BatchSchema(v), BatchSchema(w));
   EXPECT_FALSE(DecodeBatchRow("\x01xx").ok());
 }
 
@@ -199,8 +207,12 @@ class OnlinePlanTest : public ::testing::Test {
 
 TEST_F(OnlinePlanTest, BatchValuesAreTypedWithStatusesAndOneRowPerKey) {
   const int64_t now = 1'800'000'000'000'000;
-  BatchRow fresh{now - kDay, {std::string("pro"), int64_t{4}, 12.5}};
-  BatchRow stale{now - 4 * kDay, {std::string("free"), int64_t{0}, 0.0}};
+  const uint64_t schema = BatchSchema(Example().views[0]);
+  BatchRow fresh{now - kDay, {std::string("pro"), int64_t{4}, 12.5}, schema};
+  BatchRow stale{now - 4 * kDay, {std::string("free"), int64_t{0}, 0.0}, schema};
+  // Loaded with another definition (here: the columns swapped): read as missing, never mislabeled.
+  BatchRow other{now - kDay, {int64_t{4}, std::string("pro"), 12.5}, schema + 1};
+  ASSERT_TRUE(store_->Put("customer_daily", "4", EncodeBatchRow(other)).ok());
   ASSERT_TRUE(store_->Put("customer_daily", "1", EncodeBatchRow(fresh)).ok());
   ASSERT_TRUE(store_->Put("customer_daily", "2", EncodeBatchRow(stale)).ok());
   auto plan = OnlinePlan::Build(Example(), store_.get(), {});
@@ -209,13 +221,14 @@ TEST_F(OnlinePlanTest, BatchValuesAreTypedWithStatusesAndOneRowPerKey) {
   OnlineRequest req;
   req.features = {"customer_daily:plan", "customer_daily:orders_30d"};
   req.join_key = "customer_id";
-  req.keys = std::vector<int64_t>{1, 2, 3};
+  req.keys = std::vector<int64_t>{1, 2, 3, 4};
   req.read_time_us = now;
   auto got = (*plan)->Get(req);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   ASSERT_EQ(got->features,
             (std::vector<std::string>{"customer_daily:plan", "customer_daily:orders_30d"}));
-  ASSERT_EQ(got->values.size(), 3u);
+  ASSERT_EQ(got->values.size(), 4u);
+  EXPECT_EQ(got->values[3][0].status, FeatureStatus::kMissing);
   EXPECT_EQ(got->values[0][0].status, FeatureStatus::kPresent);
   EXPECT_EQ(std::get<std::string>(got->values[0][0].value), "pro");
   EXPECT_EQ(std::get<int64_t>(got->values[0][1].value), 4);

@@ -257,6 +257,12 @@ std::string Realtime::DeleteNote(const flow::Definition& d) const {
     return "raw." + d.name +
            " is kept; events are no longer accepted; the log keeps what it holds until retention";
   }
+  if (d.kind == "entity") return "nothing is stored per entity";
+  if (d.kind == "feature_service") return "online requests for it answer not_found";
+  auto view = features::ParseFeatureView(d.body, d.origin);
+  if (view.ok() && view->kind == features::ViewKind::kBatch) {
+    return "its materialization job is removed; its online rows are no longer read";
+  }
   return "features." + d.name + " is kept; online values are no longer updated";
 }
 
@@ -753,6 +759,25 @@ Status Realtime::SyncFeatureStore(const Applied& applied) {
     if (!st.ok() && result.ok()) result = st.WithContext("materialization job of " + view);
   }
   job_specs_ = std::move(wanted);
+  if (!options_.background) return result;
+  // A view whose online rows are behind its source (it committed while no server ran, or the
+  // view is new or changed) catches up now instead of at the source's next commit.
+  for (const auto& v : applied.views) {
+    if (v.kind != features::ViewKind::kBatch) continue;
+    auto ref = lake::ParseTableRef(v.source);
+    auto info = ref.ok() ? lake_->GetTable(*ref) : Result<lake::TableInfo>(ref.status());
+    if (!info.ok() || info->current_version == 0) continue;
+    auto rows = catalog_->Query(
+        "SELECT fingerprint, source_version FROM features_materializations WHERE view = ?",
+        {v.name});
+    auto body = applied.view_bodies.find(v.name);
+    const bool current = rows.ok() && rows->size() == 1 && body != applied.view_bodies.end() &&
+                         std::get<std::string>(rows->At(0, 0)) == body->second &&
+                         std::get<int64_t>(rows->At(0, 1)) == info->current_version;
+    if (current) continue;
+    auto run = options_.scheduler->Trigger(MaterializeJobName(v.name), "{}");
+    if (!run.ok()) spdlog::warn("features: materializing {}: {}", v.name, run.status().ToString());
+  }
   return result;
 }
 
@@ -794,6 +819,7 @@ Result<MaterializeReport> Realtime::Materialize(const std::string& view_name, bo
       watermark = std::get<int64_t>(rows.At(0, 1));
     }
   }
+  const bool asked_full = full;
   full = full || !known;
   report.full = full;
   if (full) watermark = INT64_MIN;
@@ -817,7 +843,10 @@ Result<MaterializeReport> Realtime::Materialize(const std::string& view_name, bo
     }
   }
   ASSIGN_OR_RETURN(auto files, lake_->SnapshotFiles(ref, info->current_version));
-  if (full) RETURN_IF_ERROR(online_->ResetView(view_name, "", 0, ""));
+  // An explicit --full drops the rows first (entities gone from the table disappear); a changed
+  // definition reloads in place: rows of the old definition read as missing until replaced.
+  if (asked_full) RETURN_IF_ERROR(online_->ResetView(view_name, "", 0, ""));
+  const uint64_t schema = features::BatchSchema(*view);
   if (files.empty()) return report;
   std::string list;
   for (const auto& f : files) {
@@ -828,7 +857,9 @@ Result<MaterializeReport> Realtime::Materialize(const std::string& view_name, bo
   std::string q =
       "SELECT CAST(" + sql::QuoteIdentifier(join_key) + " AS VARCHAR), epoch_us(" + ts + ")";
   for (const auto& f : view->features) q += ", " + CastTo(f.type, f.column);
-  q += " FROM read_parquet([" + list + "], union_by_name = true) WHERE " +
+  // Partition columns of a partitioned table live in the folder names (key=value).
+  q += " FROM read_parquet([" + list + "], union_by_name = true, hive_partitioning = " +
+       (info->partition_by.empty() ? "false" : "true") + ") WHERE " +
        sql::QuoteIdentifier(join_key) + " IS NOT NULL AND " + ts + " IS NOT NULL";
   if (watermark != INT64_MIN) q += " AND epoch_us(" + ts + ") >= " + std::to_string(watermark);
   if (view->ttl_us > 0) {
@@ -853,6 +884,7 @@ Result<MaterializeReport> Realtime::Materialize(const std::string& view_name, bo
   for (const auto& rv : rows) {
     const auto& r = rv.as_array();
     features::BatchRow row;
+    row.schema = schema;
     row.event_time_us = r.at(1).as_int64();
     newest = std::max(newest, row.event_time_us);
     for (size_t i = 0; i < view->features.size(); ++i) {
