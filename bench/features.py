@@ -12,14 +12,15 @@ the same generated Parquet data (bench/features_data.py), in the same run.
       of the process tree), so each side is measured at the largest size it finishes.
 
 lakeloop's side of each is one function below (lakeloop_online_http, lakeloop_online_inprocess,
-lakeloop_historical); until the feature store's retrieval exists they report "not built yet" and
-the results file records lakeloop's figure as null and the ratio as null.
+lakeloop_historical); one that is not built yet reports "not built yet" and the results file
+records lakeloop's figure and the ratio as null.
 
 Usage: .venv/bin/python bench/features.py [--duration 8] [--sizes 10000,100000,1000000]
        [--time-budget 900] [--memory-budget-mb 6144] [--no-pin] [--skip-online] [--skip-historical]
 Results: bench/results/features.json
 """
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -34,7 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (NOT_BUILT, Budget, Figure, Pinning, Results, anchor_env,  # noqa: E402
                      anchor_version, free_port, require_anchor, run_ladder, run_measured, wait_http,
                      wrk)
-from harness.env import ROOT  # noqa: E402
+from harness.env import BIN, ROOT  # noqa: E402
+from harness import LakeloopServer  # noqa: E402
+import requests  # noqa: E402
+
+BIN_PATH = BIN
 
 HERE = Path(__file__).resolve().parent
 DATA_GEN = HERE / "features_data.py"
@@ -42,6 +47,7 @@ FEAST = HERE / "anchors" / "feast_anchor.py"
 ONLINE_VIEWS = 2
 HIST_VIEWS = 3
 FEATURES_PER_VIEW = 10
+TTL_DAYS = 30  # anchors/feast_anchor.py
 
 
 def online_body(features_key="__KEY__"):
@@ -56,24 +62,132 @@ def online_body(features_key="__KEY__"):
 # (or {"status": NOT_BUILT}). Fill these in when the feature store's retrieval lands.
 # ---------------------------------------------------------------------------------------------
 
+_LAKELOOP_ONLINE = {}  # data_dir -> the running LakeloopServer (set up once for both runs)
+
+
+def _lakeloop_online_server(data_dir, pinning):
+    """A project whose batch views view_0 and view_1 read raw.view_0 / raw.view_1 (the Parquet
+    files in data_dir, loaded with `lakeloop load`), applied, served and materialized."""
+    key = str(data_dir)
+    if key in _LAKELOOP_ONLINE:
+        return _LAKELOOP_ONLINE[key]
+    project = Path(data_dir) / "lakeloop"
+    shutil.rmtree(project, ignore_errors=True)
+    (project / "entities").mkdir(parents=True)
+    (project / "features").mkdir()
+    (project / "lakeloop.yaml").write_text("name: bench\nserver:\n  worker_threads: 2\n")
+    (project / "entities" / "customer.yaml").write_text(
+        "name: customer\njoin_key: customer_id\ntype: int64\n")
+    for v in range(ONLINE_VIEWS):
+        feats = "".join(f"  - {{name: f{i}, type: double}}\n" for i in range(FEATURES_PER_VIEW))
+        (project / "features" / f"view_{v}.yaml").write_text(
+            f"name: view_{v}\nkind: batch\nsource: raw.view_{v}\nentity: customer\n"
+            f"timestamp: event_timestamp\nfeatures:\n{feats}")
+    data = project / ".data"
+    base = [str(BIN_PATH), "--project", str(project), "--data", str(data)]
+    for v in range(ONLINE_VIEWS):
+        subprocess.run(base + ["load", f"raw.view_{v}", str(Path(data_dir) / f"view_{v}.parquet")],
+                       check=True, capture_output=True)
+    server = LakeloopServer(project, pinning, data=data, apply=True).start()
+    atexit.register(server.stop)
+    for v in range(ONLINE_VIEWS):
+        r = requests.post(f"{server.url}/api/v1/features/views/view_{v}/materialize",
+                          params={"full": "true"}, timeout=600)
+        r.raise_for_status()
+        log(f"lakeloop materialize view_{v}: {r.json()['rows_loaded']} rows")
+    _LAKELOOP_ONLINE[key] = server
+    return server
+
+
 def lakeloop_online_http(data_dir, customers, connections, duration, pinning):
     """POST /api/v1/features/online, 1 entity x 20 features from view_0 and view_1 (the Parquet
     files in data_dir loaded as batch views and materialized), wrk at `connections`. Return the
     harness.wrk() dict (rps, p50_us, p99_us, ok)."""
-    return {"status": NOT_BUILT}
+    server = _lakeloop_online_server(data_dir, pinning)
+    url = server.url + "/api/v1/features/online"
+    body = online_body()
+    probe = requests.post(url, data=body.replace("__KEY__", "1"),
+                          headers={"Content-Type": "application/json"}, timeout=10)
+    probe.raise_for_status()
+    statuses = [v["status"] for v in probe.json()["entities"][0]["features"].values()]
+    if statuses != ["present"] * (ONLINE_VIEWS * FEATURES_PER_VIEW):
+        return {"status": f"probe failed: {statuses}"}
+    r = wrk(url, connections, duration, body=body, pinning=pinning, keys=customers)
+    log(f"lakeloop c={connections}: {r['rps']:.0f} req/s p50 {r['p50_us']} us "
+        f"p99 {r['p99_us']} us ok={r['ok']}")
+    return r
 
 
 def lakeloop_online_inprocess(data_dir, customers, pinning):
     """The features module's C++ read path for 1 entity x 20 features (a Google Benchmark binary
     printing JSON). Return {"p50_us", "p99_us", "mean_us"}."""
-    return {"status": NOT_BUILT}
+    binary = ROOT / "build" / "src" / "features" / "online_benchmark"
+    if not binary.exists():
+        return {"status": "online_benchmark is not built (cmake --build build --target "
+                          "online_benchmark)"}
+    cmd = pinning.server([str(binary), "--benchmark_format=json"])
+    env = dict(os.environ, LAKELOOP_BENCH_CUSTOMERS=str(customers))
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    # BM_OnlineGet/0: the 20 "view:feature" names of the HTTP body, resolved per call (the
+    # figure); BM_OnlineGet/1: the same 20 features as a feature service (resolved at apply).
+    b, svc = json.loads(out)["benchmarks"][:2]
+    if min(b.get("present_fraction", 0), svc.get("present_fraction", 0)) < 1:
+        return {"status": f"not every lookup found its entity: {b.get('present_fraction')}"}
+    r = {"mean_us": round(b["real_time"], 3), "p50_us": round(b["p50_ns"] / 1000, 3),
+         "p99_us": round(b["p99_ns"] / 1000, 3), "iterations": b["iterations"],
+         "service_p50_us": round(svc["p50_ns"] / 1000, 3),
+         "service_p99_us": round(svc["p99_ns"] / 1000, 3)}
+    log(f"lakeloop OnlinePlan::Get: mean {r['mean_us']} us p50 {r['p50_us']} us "
+        f"p99 {r['p99_us']} us")
+    return r
 
 
 def lakeloop_historical(data_dir, entity_rows, budget):
     """Point-in-time dataset of entities.parquet against view_0..view_2 in data_dir() (a call:
     it generates the files on first use). Return the harness.run_measured() dict of the command
-    that builds it (status, seconds, peak_rss_mb)."""
-    return {"status": NOT_BUILT}
+    that builds it (status, seconds, peak_rss_mb).
+
+    Untimed setup: a project whose Parquet sources load view_i.parquet and entities.parquet into
+    raw.view_i / raw.entities (`lakeloop build`), an entity `customer`, batch views view_i
+    (timestamp event_timestamp, the anchor's TTL). Timed: `lakeloop features dataset create`
+    (embedded: the process opens the data directory, builds datasets.bench with its own engine,
+    commits it), 30 features, the same rows and ASOF-within-TTL semantics as Feast's
+    get_historical_features."""
+    data = Path(data_dir()).resolve()
+    proj = data / "lakeloop-project"
+    store = data / "lakeloop-data"
+    shutil.rmtree(proj, ignore_errors=True)
+    shutil.rmtree(store, ignore_errors=True)
+    for d in ("sources", "entities", "features"):
+        (proj / d).mkdir(parents=True)
+    (proj / "data").symlink_to(data)
+    threads = max(1, min(4, os.cpu_count() or 1))
+    (proj / "lakeloop.yaml").write_text(
+        "name: bench\nsql:\n  threads: 1\nlimits:\n"
+        f"  loads_threads: {threads}\n  loads_memory_limit: 4GB\n  loads_query_timeout_ms: 0\n"
+        f"  datasets_threads: {threads}\n  datasets_memory_limit: 4GB\n")
+    names = [f"view_{v}" for v in range(HIST_VIEWS)] + ["entities"]
+    for n in names:
+        (proj / "sources" / f"{n}.yaml").write_text(
+            f"type: files\npath: data/{n}.parquet\nformat: parquet\nschedule: \"@daily\"\n")
+    (proj / "entities" / "customer.yaml").write_text(
+        "name: customer\njoin_key: customer_id\ntype: int64\n")
+    feats = []
+    for v in range(HIST_VIEWS):
+        body = (f"name: view_{v}\nkind: batch\nsource: raw.view_{v}\nentity: customer\n"
+                f"timestamp: event_timestamp\nttl: {TTL_DAYS * 24}h\nfeatures:\n")
+        for i in range(FEATURES_PER_VIEW):
+            body += f"  - {{name: f{i}, type: double}}\n"
+            feats.append(f"view_{v}:f{i}")
+        (proj / "features" / f"view_{v}.yaml").write_text(body)
+    base = [str(BIN), "--project", str(proj), "--data", str(store)]
+    for cmd in (["apply"], ["build"]):
+        p = subprocess.run(base + cmd, capture_output=True, text=True, timeout=3600)
+        if p.returncode != 0:
+            return {"status": "failed", "output_tail": (p.stdout + p.stderr)[-2000:]}
+    cmd = base + ["features", "dataset", "create", "bench", "--entities-table", "raw.entities",
+                  "--features", *feats]
+    return run_measured(cmd, budget)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -91,7 +91,8 @@ def main():
     project = work / "project"
     project.mkdir()
     shutil.copytree(ROOT / "examples/shop/streams", project / "streams")
-    shutil.copytree(ROOT / "examples/shop/features", project / "features")
+    shutil.copytree(ROOT / "examples/shop/features", project / "features",
+                    ignore=shutil.ignore_patterns("customer_daily.yaml"))  # batch: needs the models
     (project / "lakeloop.yaml").write_text("server:\n  io_threads: 1\n  worker_threads: 2\n"
                                            "  max_body_bytes: 16777216\n")
     data = work / "data"

@@ -17,6 +17,10 @@
 #include "realtime/realtime.h"
 #include "sql/sql.h"
 
+namespace lakeloop::features {
+class DatasetBuilder;
+}
+
 namespace lakeloop::api {
 
 // What the handlers use; owned by the composition root (app), which outlives the server.
@@ -38,6 +42,8 @@ struct Services {
   metrics::Registry* metrics = nullptr;  // GET /metrics (not served when null)
   Micros started_at = 0;
   std::string version;
+  // Point-in-time datasets (POST /api/v1/features/historical); null: not served (embedded mode).
+  features::DatasetBuilder* datasets = nullptr;
 };
 
 Status AddHealthRoutes(Router& router, Services* services);
@@ -47,6 +53,15 @@ Status AddTokenRoutes(Router& router, Services* services);
 Status AddBatchRoutes(Router& router, Services* services);
 Status AddStreamRoutes(Router& router, Services* services);
 Status AddMetricsRoutes(Router& router, Services* services);
+Status AddFeatureRoutes(Router& router, Services* services);
+// The feature store's JSON (handlers/features.cc), shared with the CLI's embedded mode.
+Result<features::OnlineRequest> ParseOnlineRequest(std::string_view body);
+std::string OnlineResponseToJson(const features::OnlineRequest& request,
+                                 const features::OnlineResponse& response);
+std::string FeatureRegistryToJson(const features::Registry& registry);
+std::string MaterializeReportToJson(const std::string& run_id,
+                                    const realtime::MaterializeReport& report);
+Status AddDatasetRoutes(Router& router, Services* services);
 
 // Every route of the server, OpenAPI document included.
 Status AddAllRoutes(Router& router, Services* services);

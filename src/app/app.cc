@@ -44,6 +44,7 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   for (auto& m : catalog::TokenStore::Migrations()) migrations.push_back(m);
   for (auto& m : batch::Batch::Migrations()) migrations.push_back(m);
   for (auto& m : realtime::Realtime::Migrations()) migrations.push_back(m);
+  for (auto& m : features::DatasetBuilder::Migrations()) migrations.push_back(m);
   RETURN_IF_ERROR(catalog::Migrate(*app->catalog_, migrations));
   app->tokens_ = std::make_unique<catalog::TokenStore>(app->catalog_.get());
   // Lake.
@@ -115,6 +116,7 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
     ro.query_timeout_ms = config.limits.loads_query_timeout_ms;
     ro.interrupt_group = app->interrupts_;
     ro.max_queue_events = static_cast<size_t>(config.server.ingest_queue_events);
+    ro.scheduler = app->scheduler_;  // batch feature views: materialization jobs
     ASSIGN_OR_RETURN(app->realtime_,
                      realtime::Realtime::Open(app->catalog_.get(), app->lake_.get(), ro));
     app->definition_kinds_ = {app->batch_.get(), app->realtime_.get()};
@@ -139,7 +141,33 @@ Result<std::unique_ptr<App>> App::Open(const Paths& paths, const Config& config,
   RETURN_IF_ERROR(app->RegisterMetrics());
   s.metrics = app->metrics_.get();
   s.version = std::string(kVersion);
+  if (owner) RETURN_IF_ERROR(app->OpenDatasets(paths, config));
   return app;
+}
+
+Status App::OpenDatasets(const Paths& paths, const Config& config) {
+  sql::EngineOptions eo;
+  eo.sandboxed = true;  // it runs the user's entity query
+  eo.lake_root = paths.lake();
+  eo.scratch_dir = paths.scratch() / "datasets";
+  eo.threads = config.limits.datasets_threads;
+  eo.memory_limit = config.limits.datasets_memory_limit;
+  eo.max_query_ms = config.limits.datasets_query_timeout_ms;
+  eo.timeout_key = "limits.datasets_query_timeout_ms";
+  eo.name = "datasets";
+  eo.interrupt_group = interrupts_;
+  ASSIGN_OR_RETURN(datasets_engine_, sql::Engine::Open(eo));
+  datasets_views_ = std::make_unique<sql::LakeViews>(datasets_engine_.get(), lake_.get());
+  RETURN_IF_ERROR(datasets_views_->Attach());
+  features::DatasetBuilder::Deps deps;
+  deps.lake = lake_.get();
+  deps.catalog = catalog_.get();
+  deps.log = realtime_ ? &realtime_->log() : nullptr;
+  deps.engine = datasets_engine_.get();
+  deps.scratch_dir = eo.scratch_dir;
+  datasets_ = std::make_unique<features::DatasetBuilder>(std::move(deps));
+  services_.datasets = datasets_.get();
+  return Status::Ok();
 }
 
 Status App::RegisterMetrics() {

@@ -17,6 +17,7 @@
 #include "core/fs.h"
 #include "core/metrics.h"
 #include "core/thread_pool.h"
+#include "features/historical.h"
 #include "flow/definition_kind.h"
 #include "flow/flow.h"
 #include "lake/lake.h"
@@ -67,6 +68,7 @@ class App {
   batch::Batch* batch() { return batch_.get(); }
   // Streams and stream features; null in read-only mode.
   realtime::Realtime* realtime() { return realtime_.get(); }
+  features::DatasetBuilder* datasets() { return datasets_.get(); }
   metrics::Registry& metrics() { return *metrics_; }
   // The process's one scheduler (every kind of job runs on it); null in read-only mode.
   std::shared_ptr<flow::Scheduler> scheduler() { return scheduler_; }
@@ -103,6 +105,13 @@ class App {
   std::unique_ptr<metrics::Registry> metrics_;
   Status RegisterMetrics();
   api::Services services_;
+
+  // Point-in-time datasets: their own sandboxed engine (limits.datasets_*) and its lake views.
+  // Declared last: stopped first.
+  Status OpenDatasets(const Paths& paths, const Config& config);
+  std::unique_ptr<sql::Engine> datasets_engine_;
+  std::unique_ptr<sql::LakeViews> datasets_views_;
+  std::unique_ptr<features::DatasetBuilder> datasets_;
 };
 
 // Blocks SIGTERM, SIGINT and SIGPIPE in the calling thread (call before any thread starts, so every

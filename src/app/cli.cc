@@ -3,6 +3,7 @@
 // use the server when it runs and read the data directory directly otherwise.
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -516,6 +517,180 @@ int CmdBackfill(const Globals& g, const std::string& model, const std::string& f
 
 }  // namespace
 
+namespace {
+
+// ---- features: list, get, materialize -----------------------------------------------------------
+
+int CmdFeaturesList(const Globals& g) {
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "GET", "/api/v1/features", ""); },
+      [&](App& app) -> Result<std::string> {
+        auto plan = app.realtime()->plan();
+        if (!plan) return Unavailable("the feature store is not loaded");
+        return api::FeatureRegistryToJson(plan->registry());
+      },
+      [&](const json::object& o) {
+        for (const auto& ev : o.at("entities").as_array()) {
+          const auto& e = ev.as_object();
+          std::cout << "entity  " << std::string(e.at("name").as_string()) << " ("
+                    << std::string(e.at("join_key").as_string()) << ", "
+                    << std::string(e.at("type").as_string()) << ")\n";
+        }
+        for (const auto& vv : o.at("views").as_array()) {
+          const auto& v = vv.as_object();
+          std::cout << "view    " << std::string(v.at("name").as_string()) << " ("
+                    << std::string(v.at("kind").as_string()) << " from "
+                    << std::string(v.at("source").as_string()) << ", "
+                    << v.at("features").as_array().size() << " features)\n";
+        }
+        for (const auto& sv : o.at("services").as_array()) {
+          const auto& svc = sv.as_object();
+          std::cout << "service " << std::string(svc.at("name").as_string()) << ":";
+          for (const auto& f : svc.at("features").as_array()) {
+            std::cout << " " << std::string(f.as_string());
+          }
+          std::cout << "\n";
+        }
+      });
+}
+
+int CmdFeaturesGet(const Globals& g, const std::string& service, const std::string& entity) {
+  auto eq = entity.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == entity.size()) {
+    return Fail(InvalidArgument("--entity must be join_key=value, e.g. customer_id=42"));
+  }
+  const std::string key = entity.substr(0, eq), value = entity.substr(eq + 1);
+  int64_t n = 0;
+  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  const bool integer = ec == std::errc() && ptr == value.data() + value.size();
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("feature_service").String(service).Key("entities").BeginObject().Key(key);
+  w.BeginArray();
+  if (integer) {
+    w.Int(n);
+  } else {
+    w.String(value);
+  }
+  w.EndArray().EndObject().EndObject();
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/features/online", body); },
+      [&](App& app) -> Result<std::string> {
+        ASSIGN_OR_RETURN(features::OnlineRequest req, api::ParseOnlineRequest(body));
+        ASSIGN_OR_RETURN(features::OnlineResponse resp, app.realtime()->OnlineFeatures(req));
+        return api::OnlineResponseToJson(req, resp);
+      },
+      [&](const json::object& o) {
+        std::printf("%-40s %-24s %-8s %s\n", "feature", "value", "status", "event_timestamp");
+        for (const auto& ev : o.at("entities").as_array()) {
+          for (const auto& f : ev.at("features").as_object()) {
+            const auto& v = f.value().as_object();
+            std::string val = json::serialize(v.at("value"));
+            std::string ts = v.at("event_timestamp").is_string()
+                                 ? std::string(v.at("event_timestamp").as_string())
+                                 : "";
+            std::printf("%-40s %-24s %-8s %s\n", std::string(f.key()).c_str(), val.c_str(),
+                        std::string(v.at("status").as_string()).c_str(), ts.c_str());
+          }
+        }
+      });
+}
+
+int CmdFeaturesMaterialize(const Globals& g, const std::string& view, bool full) {
+  std::string path = "/api/v1/features/views/" + view + "/materialize" + (full ? "?full=true" : "");
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "POST", path, ""); },
+      [&](App& app) -> Result<std::string> {
+        ASSIGN_OR_RETURN(auto done, app.realtime()->MaterializeRun(view, full));
+        return api::MaterializeReportToJson(done.first, done.second);
+      },
+      [&](const json::object& o) {
+        std::cout << "materialized " << std::string(o.at("view").as_string())
+                  << (o.at("full").as_bool() ? " (full)" : " (incremental)") << ": "
+                  << o.at("rows_loaded").to_number<int64_t>() << " entities from version "
+                  << o.at("source_version").to_number<int64_t>() << "; watermark "
+                  << std::string(o.at("watermark").as_string()) << "; run "
+                  << std::string(o.at("run_id").as_string()) << "\n";
+      });
+}
+
+// ---- features dataset: create, list, show (point-in-time datasets) ------------------------------
+
+int CmdDatasetCreate(const Globals& g, const std::string& name, const std::string& entities_sql,
+                     const std::string& entities_table, const std::vector<std::string>& features,
+                     const std::string& service) {
+  std::string body;
+  JsonWriter w(&body);
+  w.BeginObject().Key("name").String(name);
+  if (!entities_sql.empty()) w.Key("entities_sql").String(entities_sql);
+  if (!entities_table.empty()) w.Key("entities_table").String(entities_table);
+  if (!service.empty()) w.Key("feature_service").String(service);
+  if (!features.empty()) {
+    w.Key("features").BeginArray();
+    for (const auto& f : features) w.String(f);
+    w.EndArray();
+  }
+  w.EndObject();
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "POST", "/api/v1/features/historical", body); },
+      [&](App& app) -> Result<std::string> {
+        if (app.datasets() == nullptr) return Unavailable("dataset builds are not available");
+        features::HistoricalRequest req;
+        req.name = name;
+        req.entities_sql = entities_sql;
+        req.entities_table = entities_table;
+        req.features = features;
+        req.feature_service = service;
+        req.created_by = "cli";
+        ASSIGN_OR_RETURN(features::DatasetBuild b, app.datasets()->Build(req));
+        return features::DatasetBuildToJson(b);
+      },
+      [&](const json::object& o) {
+        std::cout << "dataset " << std::string(o.at("table").as_string()) << " build "
+                  << o.at("build").to_number<int64_t>() << ": "
+                  << std::string(o.at("status").as_string()) << ", "
+                  << o.at("rows").to_number<int64_t>() << " rows, lake version "
+                  << o.at("lake_version").to_number<int64_t>() << "\n";
+      });
+}
+
+int CmdDatasetShow(const Globals& g, const std::string& name) {
+  const std::string path = name.empty() ? "/api/v1/datasets" : "/api/v1/datasets/" + name;
+  return Dispatch(
+      g, [&](const Remote& r) { return Call(r, "GET", path, ""); },
+      [&](App& app) -> Result<std::string> {
+        if (app.datasets() == nullptr) return Unavailable("dataset builds are not available");
+        std::vector<features::DatasetBuild> builds;
+        if (name.empty()) {
+          ASSIGN_OR_RETURN(builds, app.datasets()->List());
+        } else {
+          ASSIGN_OR_RETURN(builds, app.datasets()->Builds(name));
+        }
+        std::string out = name.empty() ? R"({"datasets":[)" : R"({"builds":[)";
+        for (size_t i = 0; i < builds.size(); ++i) {
+          if (i) out += ',';
+          out += features::DatasetBuildToJson(builds[i]);
+        }
+        return out + "]}";
+      },
+      [&](const json::object& o) {
+        const auto& arr = o.contains("datasets") ? o.at("datasets") : o.at("builds");
+        std::printf("%-24s %6s %-10s %10s %8s %s\n", "name", "build", "status", "rows", "version",
+                    "started_at");
+        for (const auto& bv : arr.as_array()) {
+          const auto& b = bv.as_object();
+          std::printf("%-24s %6lld %-10s %10lld %8lld %s\n",
+                      std::string(b.at("name").as_string()).c_str(),
+                      static_cast<long long>(b.at("build").to_number<int64_t>()),
+                      std::string(b.at("status").as_string()).c_str(),
+                      static_cast<long long>(b.at("rows").to_number<int64_t>()),
+                      static_cast<long long>(b.at("lake_version").to_number<int64_t>()),
+                      std::string(b.at("started_at").as_string()).c_str());
+        }
+      });
+}
+}  // namespace
+
 int Main(int argc, char** argv) {
   BlockStopSignals();
   CLI::App cli{"lakeloop: lakehouse, streaming features and the MLOps loop in one server"};
@@ -605,6 +780,38 @@ int Main(int argc, char** argv) {
   backfill->add_option("--to", bf_to, "end, exclusive")->required();
   backfill->add_option("--step", bf_step, "interval per run: 1d, 6h, 15m");
 
+  auto* feats = cli.add_subcommand("features", "the feature store: list, get, materialize");
+  feats->require_subcommand(1);
+  auto* feats_list = feats->add_subcommand("list", "entities, feature views and services");
+  std::string fs_service, fs_entity, fs_view;
+  bool fs_full = false;
+  auto* feats_get = feats->add_subcommand("get", "a feature service's online values of an entity");
+  feats_get->add_option("service", fs_service, "feature service")->required();
+  feats_get->add_option("--entity", fs_entity, "join_key=value, e.g. customer_id=42")->required();
+  auto* feats_mat = feats->add_subcommand(
+      "materialize", "load a batch view's newest rows into the online store now");
+  feats_mat->add_option("view", fs_view, "batch feature view")->required();
+  feats_mat->add_flag("--full", fs_full, "drop the view's online rows and reload all");
+
+  // features dataset create|list|show
+  std::string ds_name, ds_sql, ds_table, ds_service;
+  std::vector<std::string> ds_features;
+  auto* feats_ds = feats->add_subcommand("dataset", "point-in-time training datasets");
+  feats_ds->require_subcommand(1);
+  auto* ds_create = feats_ds->add_subcommand(
+      "create", "build datasets.<name>: entity rows + features as of each row's event_timestamp");
+  ds_create->add_option("name", ds_name, "dataset name")->required();
+  auto* ds_sql_opt =
+      ds_create->add_option("--entities-sql", ds_sql,
+                            "SELECT <join key>, <time> AS event_timestamp[, label...] FROM ...");
+  ds_create->add_option("--entities-table", ds_table, "or a lake table (zone.table)")
+      ->excludes(ds_sql_opt);
+  auto* ds_feat_opt = ds_create->add_option("--features", ds_features, "view:feature ...");
+  ds_create->add_option("--service", ds_service, "or a feature service")->excludes(ds_feat_opt);
+  auto* ds_list = feats_ds->add_subcommand("list", "datasets and their latest build");
+  auto* ds_show = feats_ds->add_subcommand("show", "every build of a dataset");
+  ds_show->add_option("name", ds_name, "dataset name")->required();
+
   auto* version = cli.add_subcommand("version", "print the version");
 
   try {
@@ -628,6 +835,14 @@ int Main(int argc, char** argv) {
   if (run_model->parsed()) return CmdRun(g, "model", run_name, run_start, run_end, full_refresh);
   if (runs->parsed()) return CmdRuns(g, runs_job, runs_limit);
   if (backfill->parsed()) return CmdBackfill(g, bf_model, bf_from, bf_to, bf_step);
+  if (feats_list->parsed()) return CmdFeaturesList(g);
+  if (feats_get->parsed()) return CmdFeaturesGet(g, fs_service, fs_entity);
+  if (feats_mat->parsed()) return CmdFeaturesMaterialize(g, fs_view, fs_full);
+  if (ds_create->parsed()) {
+    return CmdDatasetCreate(g, ds_name, ds_sql, ds_table, ds_features, ds_service);
+  }
+  if (ds_list->parsed()) return CmdDatasetShow(g, "");
+  if (ds_show->parsed()) return CmdDatasetShow(g, ds_name);
   if (version->parsed()) {
     std::cout << "lakeloop " << kVersion << "\n";
     return 0;

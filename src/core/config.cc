@@ -89,7 +89,10 @@ Result<Config> ParseConfig(const std::string& text, const std::string& file) {
                    f("expensive_queue", &l.expensive_queue),
                    f("export_max_rows", &l.export_max_rows),
                    f("export_max_bytes", &l.export_max_bytes),
-                   f("shutdown_hard_ms", &l.shutdown_hard_ms)};
+                   f("shutdown_hard_ms", &l.shutdown_hard_ms),
+                   f("datasets_threads", &l.datasets_threads),
+                   f("datasets_memory_limit", &l.datasets_memory_limit),
+                   f("datasets_query_timeout_ms", &l.datasets_query_timeout_ms)};
   Fields top = {
       f("name", &c.name),
       f("log_level", &c.log_level),
@@ -114,7 +117,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& file) {
       l.upload_max_parquet_footer_bytes < 8 || l.upload_max_parquet_row_groups < 1 ||
       l.loads_threads < 1 || l.expensive_concurrency < 1 || l.expensive_queue < 1 ||
       l.export_max_rows < 1 || l.export_max_bytes < 1 || l.shutdown_hard_ms < 0 ||
-      l.loads_query_timeout_ms < 0) {
+      l.loads_query_timeout_ms < 0 || l.datasets_threads < 1 || l.datasets_query_timeout_ms < 0) {
     return InvalidArgument(file +
                            ": limits.* must be positive (loads_query_timeout_ms and "
                            "shutdown_hard_ms may be 0)");

@@ -65,6 +65,11 @@ struct LimitsConfig {
   // After SIGTERM and server.shutdown_grace_ms, running queries and jobs are interrupted; the
   // process exits at the latest this long after the grace period.
   int64_t shutdown_hard_ms = 5000;
+  // Dataset builds (POST /api/v1/features/historical): their own engine, so serving and ingest
+  // keep their latency.
+  int datasets_threads = 1;
+  std::string datasets_memory_limit = "2GB";
+  int64_t datasets_query_timeout_ms = 1800000;  // each query of a build; 0: none
 };
 
 struct Config {

@@ -83,5 +83,23 @@ TEST(ConfigTest, LimitsSection) {
   EXPECT_NE(bad.status().message().find("limits.max_depth"), std::string::npos);
 }
 
+TEST(ConfigTest, DatasetsEngineLimits) {
+  auto d = ParseConfig("", "f");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->limits.datasets_threads, 1);
+  EXPECT_EQ(d->limits.datasets_memory_limit, "2GB");
+  EXPECT_EQ(d->limits.datasets_query_timeout_ms, 1800000);
+  auto c = ParseConfig(
+      "limits:\n  datasets_threads: 3\n  datasets_memory_limit: 8GB\n"
+      "  datasets_query_timeout_ms: 0\n",
+      "f");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->limits.datasets_threads, 3);
+  EXPECT_EQ(c->limits.datasets_memory_limit, "8GB");
+  EXPECT_EQ(c->limits.datasets_query_timeout_ms, 0);
+  EXPECT_FALSE(ParseConfig("limits:\n  datasets_threads: 0\n", "f").ok());
+  EXPECT_FALSE(ParseConfig("limits:\n  datasets_query_timeout_ms: -1\n", "f").ok());
+}
+
 }  // namespace
 }  // namespace lakeloop

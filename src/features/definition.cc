@@ -10,6 +10,7 @@
 
 #include "core/yaml.h"
 #include "features/features.h"
+#include "features/store.h"
 #include "lake/lake.h"
 
 namespace lakeloop::features {
@@ -172,6 +173,67 @@ Result<FeatureDef> ParseFeature(const Parser& p, const YAML::Node& node) {
   return f;
 }
 
+// kind: batch: source, entity, timestamp, ttl, features [{name, type, column, description}].
+Status ParseBatchView(const Parser& p, const YAML::Node& root,
+                      std::map<std::string, std::pair<YAML::Node, YAML::Node>>& keys,
+                      FeatureView* view) {
+  view->kind = ViewKind::kBatch;
+  view->entity.clear();
+  const std::string& file = view->file_name;
+  for (const char* k : {"source", "entity", "timestamp", "features"}) {
+    if (!keys.count(k)) {
+      return InvalidArgument(file + ":1: '" + k + "' is required for kind batch");
+    }
+  }
+  (void)root;
+  const YAML::Node& src = keys["source"].second;
+  ASSIGN_OR_RETURN(view->source, p.Str(src, "source"));
+  auto ref = lake::ParseTableRef(view->source);
+  if (!ref.ok())
+    return p.Bad(src, "source must be a lake table zone.table: " + ref.status().message());
+  const YAML::Node& en = keys["entity"].second;
+  ASSIGN_OR_RETURN(view->entity, p.Str(en, "entity"));
+  RETURN_IF_ERROR(p.Identifier(en, "entity", view->entity));
+  const YAML::Node& ts = keys["timestamp"].second;
+  ASSIGN_OR_RETURN(view->timestamp_column, p.Str(ts, "timestamp"));
+  RETURN_IF_ERROR(p.Identifier(ts, "timestamp column", view->timestamp_column));
+  if (keys.count("ttl")) {
+    const YAML::Node& tn = keys["ttl"].second;
+    ASSIGN_OR_RETURN(view->ttl_us, p.Duration(tn, "ttl"));
+  }
+  if (keys.count("description")) {
+    ASSIGN_OR_RETURN(view->description, p.Str(keys["description"].second, "description"));
+  }
+  const YAML::Node& fs = keys["features"].second;
+  if (!fs.IsSequence() || fs.size() == 0) return p.Bad(fs, "'features' must be a non-empty list");
+  std::set<std::string> names;
+  for (const auto& node : fs) {
+    if (!node.IsMap()) return p.Bad(node, "each feature must be a mapping (name, type, column)");
+    ASSIGN_OR_RETURN(auto fk,
+                     p.Keys(node, {"name", "type", "column", "description"}, "a batch feature"));
+    if (!fk.count("name")) return p.Bad(node, "feature needs 'name'");
+    if (!fk.count("type")) return p.Bad(node, "feature needs 'type'");
+    FeatureDef f;
+    f.line = node.Mark().line + 1;
+    const YAML::Node& nn = fk["name"].second;
+    ASSIGN_OR_RETURN(f.name, p.Str(nn, "name"));
+    RETURN_IF_ERROR(p.Identifier(nn, "feature name", f.name));
+    if (!names.insert(f.name).second) return p.Bad(nn, "duplicate feature name '" + f.name + "'");
+    const YAML::Node& tn = fk["type"].second;
+    ASSIGN_OR_RETURN(std::string type, p.Str(tn, "type"));
+    auto vt = ParseValueType(type);
+    if (!vt.ok()) return p.Bad(tn, vt.status().message());
+    f.type = *vt;
+    f.column = f.name;
+    if (fk.count("column")) {
+      const YAML::Node& cn = fk["column"].second;
+      ASSIGN_OR_RETURN(f.column, p.Str(cn, "column"));
+      RETURN_IF_ERROR(p.Identifier(cn, "column", f.column));
+    }
+    view->features.push_back(std::move(f));
+  }
+  return Status::Ok();
+}
 }  // namespace
 
 Result<FeatureView> ParseFeatureView(const std::string& yaml_text, const std::string& file_name) {
@@ -180,10 +242,11 @@ Result<FeatureView> ParseFeatureView(const std::string& yaml_text, const std::st
   FeatureView view;
   view.file_name = file_name;
   try {
-    ASSIGN_OR_RETURN(auto keys, p.Keys(root,
-                                       {"name", "kind", "stream", "entity", "description",
-                                        "features", "allowed_lateness"},
-                                       "a feature view"));
+    ASSIGN_OR_RETURN(auto keys,
+                     p.Keys(root,
+                            {"name", "kind", "stream", "entity", "description", "features",
+                             "allowed_lateness", "source", "timestamp", "ttl"},
+                            "a feature view"));
     if (!keys.count("name")) return InvalidArgument(file_name + ":1: 'name' is required");
     const YAML::Node& name_node = keys["name"].second;
     ASSIGN_OR_RETURN(view.name, p.Str(name_node, "name"));
@@ -194,13 +257,24 @@ Result<FeatureView> ParseFeatureView(const std::string& yaml_text, const std::st
     const YAML::Node& kind_node = keys["kind"].second;
     ASSIGN_OR_RETURN(std::string kind, p.Str(kind_node, "kind"));
     if (kind == "batch") {
-      Status s = p.Bad(kind_node, "kind batch is not supported yet");
-      return Status(Code::kUnimplemented, s.message());
+      ASSIGN_OR_RETURN(auto batch_keys, p.Keys(root,
+                                               {"name", "kind", "source", "entity", "timestamp",
+                                                "ttl", "description", "features"},
+                                               "a batch feature view"));
+      RETURN_IF_ERROR(ParseBatchView(p, root, batch_keys, &view));
+      return view;
     }
-    if (kind != "stream") return p.Bad(kind_node, "kind must be stream, not '" + kind + "'");
+    if (kind != "stream") {
+      return p.Bad(kind_node, "kind must be stream or batch, not '" + kind + "'");
+    }
     view.kind = ViewKind::kStream;
     if (!keys.count("stream")) {
       return InvalidArgument(file_name + ":1: 'stream' is required for kind stream");
+    }
+    for (const char* k : {"source", "timestamp", "ttl"}) {
+      if (keys.count(k)) {
+        return p.Bad(keys[k].first, std::string("'") + k + "' is for kind batch views");
+      }
     }
     const YAML::Node& stream_node = keys["stream"].second;
     ASSIGN_OR_RETURN(view.stream, p.Str(stream_node, "stream"));
@@ -232,6 +306,7 @@ Result<FeatureView> ParseFeatureView(const std::string& yaml_text, const std::st
     std::set<std::string> names;
     for (const auto& fnode : fs) {
       ASSIGN_OR_RETURN(FeatureDef f, ParseFeature(p, fnode));
+      f.line = fnode.Mark().line + 1;
       if (!names.insert(f.name).second) {
         return p.Bad(fnode, "duplicate feature name '" + f.name + "'");
       }

@@ -73,7 +73,7 @@ TEST(DefinitionTest, ErrorsNameFileAndLine) {
       {(head + "  - {name: Bad-Name, agg: count, window: 5m}\n"), "f.yaml:5:"},
       {(head + "  - {name: a, agg: count, field: x, window: 5m}\n"), "f.yaml:5:"},
       {(head + "  - {name: a, agg: count, window: 5m, where: {x: [1]}}\n"), "f.yaml:5:"},
-      {"name: v\nkind: batch\nstream: s\n", "f.yaml:2:", Code::kUnimplemented},
+      {"name: v\nkind: batch\nstream: s\n", "f.yaml:3:"},
       {"name: v\nkind: table\n", "f.yaml:2:"},
       {"name: v\nkind: stream\nstream: s\nallowed_lateness: 2d\nfeatures: []\n", "f.yaml:4:"},
       {"name: v\nkind: stream\nstream: s\nfeatures: [\n", "f.yaml:"},

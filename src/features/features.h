@@ -37,6 +37,9 @@ namespace lakeloop::features {
 
 enum class ViewKind { kStream, kBatch };
 
+// A batch feature's type (store.h: names, and which lake column types fit).
+enum class ValueType { kInt64, kDouble, kString, kBool, kTimestamp };
+
 // `where: {field: value}`: the payload's top-level `field` equals `value` (same JSON type; numbers
 // compare as doubles).
 struct WhereClause {
@@ -51,6 +54,11 @@ struct FeatureDef {
   std::string field;      // payload field (top level); empty for count
   int64_t window_us = 0;  // whole seconds; <= 1h, or whole hours up to kMaxWindowUs
   std::vector<WhereClause> where;
+  // kBatch: the feature's type and the source column it reads (default: its name). Stream
+  // features are doubles.
+  ValueType type = ValueType::kDouble;
+  std::string column;
+  int line = 0;  // 1-based line of its definition
   bool operator==(const FeatureDef&) const = default;
 };
 
@@ -66,11 +74,16 @@ struct FeatureView {
   std::vector<FeatureDef> features;
   int64_t allowed_lateness_us = 0;
   std::string file_name;  // where it was defined, for messages
+  // kBatch (`entity` then names an Entity, store.h): the lake table read ("zone.table"), its
+  // event-timestamp column, and how long a row stays valid (0: forever).
+  std::string source;
+  std::string timestamp_column;
+  int64_t ttl_us = 0;
 };
 
 // Parses one view definition. kInvalidArgument "<file>:<line>: <reason>" for YAML errors,
-// unknown or duplicate keys, bad names, aggregations, windows, filters; kUnimplemented for
-// `kind: batch` (not yet). Does not check that the stream exists (the caller does).
+// unknown or duplicate keys, bad names, aggregations, windows, filters, types. Does not check that
+// the stream, the entity or the source table exists (the caller does).
 Result<FeatureView> ParseFeatureView(const std::string& yaml_text, const std::string& file_name);
 // Every `*.yaml` / `*.yml` file in `dir` (sorted by name; a missing dir is empty). The first error
 // wins; two views with one name: kInvalidArgument.
@@ -160,6 +173,7 @@ struct FeatureVector {
   std::string key;
   std::vector<FeatureValue> values;  // in definition order
   int64_t as_of_us = 0;              // the read time
+  bool found = true;                 // false: the key has no state (values are the defaults)
 };
 
 // ---- Processor

@@ -195,6 +195,7 @@ class StreamProcessor::Impl {
       ASSIGN_OR_RETURN(KeyState s, internal::DecodeKeyState(v->plan, *bytes));
       internal::ReadValues(v->plan, &s, t, &out.values);
     } else {
+      out.found = false;
       internal::ReadValues(v->plan, nullptr, t, &out.values);
     }
     return out;
@@ -214,6 +215,7 @@ class StreamProcessor::Impl {
         ASSIGN_OR_RETURN(KeyState s, internal::DecodeKeyState(v->plan, *values[i]));
         internal::ReadValues(v->plan, &s, t, &out[i].values);
       } else {
+        out[i].found = false;
         internal::ReadValues(v->plan, nullptr, t, &out[i].values);
       }
     }

@@ -17,7 +17,9 @@
 #include "catalog/catalog.h"
 #include "core/time.h"
 #include "features/features.h"
+#include "features/store.h"
 #include "flow/definition_kind.h"
+#include "flow/flow.h"
 #include "lake/lake.h"
 #include "sql/sql.h"
 #include "stream/archive.h"
@@ -42,11 +44,28 @@ struct RealtimeOptions {
   std::shared_ptr<sql::InterruptGroup> interrupt_group;
   // Events waiting for (or in) the event log's group commit; past it ingest answers 429.
   size_t max_queue_events = 100'000;
+  // The process's scheduler: each batch feature view gets a materialization job triggered by its
+  // source table's commits (run history in flow_runs). Null: no jobs (Materialize still works).
+  std::shared_ptr<flow::Scheduler> scheduler;
 };
+
+// What one materialization of a batch view did.
+struct MaterializeReport {
+  std::string view;
+  bool full = false;
+  int64_t source_version = 0;  // the snapshot read (0: the table does not exist yet)
+  int64_t rows_loaded = 0;     // entities written to the online store
+  int64_t watermark_us = 0;    // newest event time loaded so far (the next run starts there)
+};
+
+// The scheduler job of a batch view's materialization.
+std::string MaterializeJobName(std::string_view view);
 
 struct ProjectFiles {
   std::vector<stream::StreamDefinition> streams;
   std::vector<features::FeatureView> views;
+  std::vector<features::Entity> entities;          // entities/*.yaml
+  std::vector<features::FeatureService> services;  // feature_services/*.yaml
   std::vector<catalog::Definitions::Definition> definitions;
 };
 
@@ -78,9 +97,12 @@ class Realtime : public flow::DefinitionKind {
   // fields and their types). Errors name file, line and reason.
   Result<ProjectFiles> ReadProject();
 
-  // flow::DefinitionKind: "stream" and "feature_view".
+  // flow::DefinitionKind: "stream", "feature_view", "entity" and "feature_service".
   std::vector<std::string> DefinitionKinds() const override;
   Result<std::vector<flow::Definition>> ReadDefinitions() override;
+  // A batch view's source table must be produced by a source or model definition in `all` or
+  // exist in the lake; when it exists, its columns must exist with fitting types.
+  Status CheckReferences(const std::vector<flow::Definition>& all) override;
   std::string DeleteNote(const flow::Definition& deleted) const override;
   // Loads the applied definitions again; registers created or updated streams (log + archiver);
   // starts a processor for each created view, replaces the processor of each updated view
@@ -101,6 +123,21 @@ class Realtime : public flow::DefinitionKind {
 
   Result<features::FeatureVector> Online(const std::string& view, const std::string& key,
                                          int64_t read_time_us);
+
+  // The feature store's online plan as of the last apply (never null after Open): the in-process
+  // read path (features::OnlinePlan::Get). Rebuilt and swapped by every apply and reload.
+  std::shared_ptr<const features::OnlinePlan> plan();
+  Result<features::OnlineResponse> OnlineFeatures(const features::OnlineRequest& request);
+
+  // Loads a batch view's newest row per entity (within its TTL) from its source table into the
+  // online store: rows with an event time at or after the last run's watermark, or all of them
+  // with `full` (which first drops the view's online rows). A changed definition runs full.
+  // kNotFound for an unknown batch view. Serialised per view.
+  Result<MaterializeReport> Materialize(const std::string& view, bool full);
+  // Runs Materialize as the view's scheduler job (run history) and waits for it; without a
+  // scheduler, runs it inline. Returns the run's id ("" inline) and the report.
+  Result<std::pair<std::string, MaterializeReport>> MaterializeRun(const std::string& view,
+                                                                   bool full);
   // {"stream","partitions","events":{...},"consumers":[...],"archive":{...},"views":[...]}
   Result<std::string> StreamJson(const std::string& stream);
   std::vector<std::string> StreamNames();
@@ -150,6 +187,14 @@ class Realtime : public flow::DefinitionKind {
   // Brings the processors in line with `applied`: views in `restart` (and views without one)
   // get a new processor, views no longer applied lose theirs.
   Status SyncProcessors(const Applied& applied, const std::set<std::string>& restart);
+
+  // Builds the online plan from `applied` and the running processors, and swaps it in; registers,
+  // replaces or removes the batch views' materialization jobs.
+  Status SyncFeatureStore(const Applied& applied);
+  std::shared_ptr<const features::OnlinePlan> plan_;  // guarded by mu_
+  std::set<std::string> materialize_jobs_;            // guarded by apply_mu_
+  std::map<std::string, std::string> job_specs_;      // view -> source, guarded by apply_mu_
+  std::mutex materialize_mu_;                         // one materialization at a time
 
   std::mutex apply_mu_;  // one ApplyChanges / Reload at a time
   std::mutex mu_;        // guards applied_, processors_, counters_

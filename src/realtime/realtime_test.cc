@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -255,6 +256,214 @@ TEST_F(RealtimeTest, ReopenResumesFromTheCheckpoint) {
   EXPECT_EQ(Feature("activity", 7), 4);
   Post(7, "click", 1);
   ASSERT_TRUE(FeatureBecomes("activity", 7, 5));
+}
+
+// ---- Batch views: materialization and online retrieval ------------------------------------------
+
+constexpr const char* kEntity = "name: customer\njoin_key: customer_id\ntype: int64\n";
+constexpr const char* kDailyView = R"(name: daily
+kind: batch
+source: processed.daily
+entity: customer
+timestamp: as_of
+ttl: 2d
+features:
+  - {name: score, type: int64}
+  - {name: tier, type: string}
+)";
+constexpr const char* kService = "name: svc\nfeatures:\n  - daily:*\n";
+constexpr int64_t kDay = 86'400'000'000;
+
+std::string Iso(int64_t us) {
+  std::string t = FormatRfc3339(us);  // 2026-11-28T12:00:00.000000Z
+  t[10] = ' ';
+  t.pop_back();
+  return t;
+}
+
+class BatchViewTest : public RealtimeTest {
+ protected:
+  void Commit(const std::string& csv) {
+    if (!loader_) {
+      sql::EngineOptions eo;
+      eo.sandboxed = false;
+      eo.lake_root = root_ / "lake";
+      eo.scratch_dir = root_ / "loader";
+      eo.threads = 1;
+      loader_ = sql::Engine::Open(eo).value();
+    }
+    auto file = root_ / ("commit" + std::to_string(commits_++) + ".csv");
+    std::ofstream(file) << "customer_id,as_of,score,tier\n" << csv;
+    sql::LoadRequest req;
+    req.table = {"processed", "daily"};
+    req.file = file;
+    auto snap = sql::LoadFile(*loader_, *lake_, req);
+    ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  }
+  features::OnlineResponse Get(std::vector<int64_t> keys, int64_t at) {
+    features::OnlineRequest req;
+    req.feature_service = "svc";
+    req.join_key = "customer_id";
+    req.keys = std::move(keys);
+    req.read_time_us = at;
+    auto r = rt_->OnlineFeatures(req);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : features::OnlineResponse{};
+  }
+  std::unique_ptr<sql::Engine> loader_;
+  int commits_ = 0;
+};
+
+// The newest row per entity within the TTL is loaded; the next run loads only rows at or after
+// the watermark (an older row committed later never replaces a newer one); reads past the TTL are
+// expired; entities never loaded are missing.
+TEST_F(BatchViewTest, MaterializesIncrementallyWithinTheTtl) {
+  const int64_t now = NowMicros();
+  Commit("1," + Iso(now - 3 * kDay) + ",10,old\n" +    // customer 1: outside the TTL ...
+         "1," + Iso(now - kDay) + ",11,gold\n" +       // ... and its newest row
+         "2," + Iso(now - 5 * kDay) + ",20,stale\n" +  // customer 2: only outside the TTL
+         "3," + Iso(now - kDay) + ",30,silver\n");
+  Write("entities/customer.yaml", kEntity);
+  Write("features/daily.yaml", kDailyView);
+  Write("feature_services/svc.yaml", kService);
+  auto defs = rt_->ReadDefinitions();
+  ASSERT_TRUE(defs.ok()) << defs.status().ToString();
+  ASSERT_TRUE(rt_->CheckReferences(*defs).ok());
+  Apply();
+
+  // Before any materialization: missing.
+  auto r0 = Get({1}, now);
+  ASSERT_EQ(r0.values.size(), 1u);
+  EXPECT_EQ(r0.values[0][0].status, features::FeatureStatus::kMissing);
+
+  auto m1 = rt_->Materialize("daily", false);
+  ASSERT_TRUE(m1.ok()) << m1.status().ToString();
+  EXPECT_TRUE(m1->full);  // the first run of a definition loads everything
+  EXPECT_EQ(m1->rows_loaded, 2);
+  auto r1 = Get({1, 2, 3}, now);
+  ASSERT_EQ(r1.features, (std::vector<std::string>{"daily:score", "daily:tier"}));
+  EXPECT_EQ(std::get<int64_t>(r1.values[0][0].value), 11);
+  EXPECT_EQ(std::get<std::string>(r1.values[0][1].value), "gold");
+  EXPECT_EQ(r1.values[0][0].status, features::FeatureStatus::kPresent);
+  EXPECT_EQ(r1.values[1][0].status, features::FeatureStatus::kMissing);
+  EXPECT_EQ(std::get<int64_t>(r1.values[2][0].value), 30);
+
+  // A newer row for 1 and an older one for 3 (below the watermark: ignored).
+  Commit("1," + Iso(now - 3'600'000'000) + ",12,platinum\n" + "3," + Iso(now - 2 * kDay + 1) +
+         ",31,late\n");
+  auto m2 = rt_->Materialize("daily", false);
+  ASSERT_TRUE(m2.ok()) << m2.status().ToString();
+  EXPECT_FALSE(m2->full);
+  EXPECT_EQ(m2->rows_loaded, 2);  // 1's new row and 3's row at the old watermark
+  auto r2 = Get({1, 3}, now);
+  EXPECT_EQ(std::get<int64_t>(r2.values[0][0].value), 12);
+  EXPECT_EQ(r2.values[0][0].event_time_us, now - 3'600'000'000);
+  EXPECT_EQ(std::get<int64_t>(r2.values[1][0].value), 30);
+  // A third run with nothing new loads only the rows at the watermark.
+  auto m3 = rt_->Materialize("daily", false);
+  ASSERT_TRUE(m3.ok());
+  EXPECT_EQ(m3->rows_loaded, 1);
+
+  // Read 1.5 days later: 3's row (1 day old then 2.5) is past the 2d TTL, 1's is not.
+  auto r3 = Get({1, 3}, now + kDay + kDay / 2);
+  EXPECT_EQ(r3.values[0][0].status, features::FeatureStatus::kPresent);
+  EXPECT_EQ(r3.values[1][0].status, features::FeatureStatus::kExpired);
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(r3.values[1][0].value));
+
+  // --full drops what the table no longer justifies and reloads.
+  auto m4 = rt_->Materialize("daily", true);
+  ASSERT_TRUE(m4.ok());
+  EXPECT_TRUE(m4->full);
+  EXPECT_EQ(m4->rows_loaded, 2);
+  EXPECT_EQ(rt_->Materialize("nope", false).status().code(), Code::kNotFound);
+}
+
+// Apply checks a batch view against its source table's schema, and its source must exist.
+TEST_F(BatchViewTest, ApplyChecksTheSourceTable) {
+  Write("entities/customer.yaml", kEntity);
+  Write("features/daily.yaml", kDailyView);
+  auto defs = rt_->ReadDefinitions();
+  ASSERT_TRUE(defs.ok()) << defs.status().ToString();
+  Status missing = rt_->CheckReferences(*defs);
+  ASSERT_EQ(missing.code(), Code::kInvalidArgument);
+  EXPECT_NE(missing.message().find("features/daily.yaml:1: batch view 'daily' reads "
+                                   "processed.daily, which no source or model defines"),
+            std::string::npos)
+      << missing.message();
+  // A model of that name counts (it is built later).
+  auto with_model = *defs;
+  with_model.push_back({"model", "daily", "SELECT 1", "models/daily.sql"});
+  EXPECT_TRUE(rt_->CheckReferences(with_model).ok());
+  // Once the table exists, types are checked: tier is VARCHAR, not int64.
+  Commit("1," + Iso(NowMicros()) + ",10,gold\n");
+  std::string retyped = kDailyView;
+  retyped.replace(retyped.find("{name: tier, type: string}"), 26, "{name: tier, type: int64}");
+  Write("features/daily.yaml", retyped);
+  defs = rt_->ReadDefinitions();
+  ASSERT_TRUE(defs.ok());
+  Status bad = rt_->CheckReferences(*defs);
+  ASSERT_EQ(bad.code(), Code::kInvalidArgument);
+  EXPECT_NE(bad.message().find("features/daily.yaml:9: feature 'tier' is int64 but "
+                               "processed.daily.tier is VARCHAR"),
+            std::string::npos)
+      << bad.message();
+}
+
+// Reads never fail or see half a plan while applies swap it: each read holds the plan it started
+// with.
+TEST_F(BatchViewTest, ReadsDuringAppliesSeeAWholePlan) {
+  const int64_t now = NowMicros();
+  Commit("1," + Iso(now - kDay) + ",11,gold\n");
+  Write("entities/customer.yaml", kEntity);
+  Write("features/daily.yaml", kDailyView);
+  Write("feature_services/svc.yaml", "name: svc\nfeatures:\n  - daily:score\n");
+  Apply();
+  ASSERT_TRUE(rt_->Materialize("daily", false).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> reads{0}, bad{0};
+  std::thread reader([&] {
+    features::OnlineRequest req;
+    req.feature_service = "svc";
+    req.join_key = "customer_id";
+    req.keys = std::vector<int64_t>{1};
+    while (!stop.load()) {
+      req.read_time_us = NowMicros();
+      auto r = rt_->OnlineFeatures(req);
+      if (!r.ok() || r->values.size() != 1 || r->values[0].size() != 1 ||
+          r->values[0][0].status != features::FeatureStatus::kPresent ||
+          std::get<int64_t>(r->values[0][0].value) != 11) {
+        ++bad;
+      }
+      ++reads;
+    }
+  });
+  for (int i = 0; i < 6; ++i) {
+    // Changes that leave the stored values valid: the TTL and the service's description.
+    std::string v = kDailyView;
+    v.replace(v.find("ttl: 2d"), 7, i % 2 == 0 ? "ttl: 3d" : "ttl: 2d");
+    Write("features/daily.yaml", v);
+    Write("feature_services/svc.yaml",
+          "name: svc\ndescription: v" + std::to_string(i) + "\nfeatures:\n  - daily:score\n");
+    Apply();
+  }
+  ASSERT_TRUE(Eventually([&] { return reads.load() > 100; }));
+  stop = true;
+  reader.join();
+  EXPECT_EQ(bad.load(), 0);
+
+  // A change the values depend on (a new feature): the old rows read as missing, never under the
+  // new definition's names, until the next materialization reloads them in place.
+  Write("features/daily.yaml",
+        std::string(kDailyView) + "  - {name: extra, type: string, column: tier}\n");
+  Apply();
+  auto before = Get({1}, now);
+  EXPECT_EQ(before.values[0][0].status, features::FeatureStatus::kMissing);
+  auto m = rt_->Materialize("daily", false);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(m->full);
+  auto after = Get({1}, now);
+  ASSERT_EQ(after.values[0].size(), 1u);
+  EXPECT_EQ(std::get<int64_t>(after.values[0][0].value), 11);
 }
 
 }  // namespace
