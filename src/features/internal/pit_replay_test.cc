@@ -54,48 +54,7 @@ std::optional<double> Expected(const std::vector<testing::RefEvent>& all, const 
                                const std::string& key, int64_t t) {
   const int64_t h = f.window_us <= kHour ? kMin : kHour;
   const int64_t lo = stream::CeilTo(t, h) - f.window_us;
-  int64_t count = 0;
-  double sum = 0, mn = 0, mx = 0, last = 0;
-  int64_t last_t = INT64_MIN;
-  std::vector<std::string> distinct;
-  for (const auto& e : all) {
-    if (e.key != key || !e.valid_json || e.late || e.t <= lo || e.t > t) continue;
-    if (f.agg == stream::Agg::kCount && e.type != "click") continue;
-    if (f.agg == stream::Agg::kSum && e.type != "purchase") continue;
-    if (count == 0) mn = mx = e.value;
-    ++count;
-    sum += e.value;
-    mn = std::min(mn, e.value);
-    mx = std::max(mx, e.value);
-    if (e.t >= last_t) {
-      last_t = e.t;
-      last = e.value;
-    }
-    distinct.push_back(e.type);
-  }
-  std::sort(distinct.begin(), distinct.end());
-  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  switch (f.agg) {
-    case stream::Agg::kCount:
-      return static_cast<double>(count);
-    case stream::Agg::kSum:
-      return sum;
-    case stream::Agg::kCountDistinct:
-      return static_cast<double>(distinct.size());
-    case stream::Agg::kAvg:
-      if (count) return sum / static_cast<double>(count);
-      return {};
-    case stream::Agg::kMin:
-      if (count) return mn;
-      return {};
-    case stream::Agg::kMax:
-      if (count) return mx;
-      return {};
-    case stream::Agg::kLast:
-      if (count) return last;
-      return {};
-  }
-  return {};
+  return testing::Aggregate(all, f, key, lo, t);
 }
 
 TEST_F(PitReplayTest, MatchesBruteForceAtRandomPastTimes) {

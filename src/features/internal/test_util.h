@@ -93,6 +93,54 @@ inline std::string Payload(const RefEvent& e) {
 }
 
 // Appends and records partition/late flags in append order (as the log orders a partition).
+// Brute force, written without tiles: the aggregate of `key`'s accepted events (not late, valid
+// JSON) with lo < e <= hi; counts take "click" events, sums "purchase" events (the test views).
+inline std::optional<double> Aggregate(const std::vector<RefEvent>& all, const FeatureDef& f,
+                                       const std::string& key, int64_t lo, int64_t hi) {
+  int64_t count = 0;
+  double sum = 0, mn = 0, mx = 0, last = 0;
+  int64_t last_t = INT64_MIN;
+  std::vector<std::string> distinct;
+  for (const auto& e : all) {
+    if (e.key != key || !e.valid_json || e.late || e.t <= lo || e.t > hi) continue;
+    if (f.agg == stream::Agg::kCount && e.type != "click") continue;
+    if (f.agg == stream::Agg::kSum && e.type != "purchase") continue;
+    if (count == 0) mn = mx = e.value;
+    ++count;
+    sum += e.value;
+    mn = std::min(mn, e.value);
+    mx = std::max(mx, e.value);
+    if (e.t >= last_t) {
+      last_t = e.t;
+      last = e.value;
+    }
+    distinct.push_back(e.type);
+  }
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  switch (f.agg) {
+    case stream::Agg::kCount:
+      return static_cast<double>(count);
+    case stream::Agg::kSum:
+      return sum;
+    case stream::Agg::kCountDistinct:
+      return static_cast<double>(distinct.size());
+    case stream::Agg::kAvg:
+      if (count) return sum / static_cast<double>(count);
+      return {};
+    case stream::Agg::kMin:
+      if (count) return mn;
+      return {};
+    case stream::Agg::kMax:
+      if (count) return mx;
+      return {};
+    case stream::Agg::kLast:
+      if (count) return last;
+      return {};
+  }
+  return {};
+}
+
 class Reference {
  public:
   Reference(int partitions, int64_t lateness)
@@ -151,48 +199,7 @@ class Reference {
     const int64_t g = kMin;
     const int64_t h = f.window_us <= kHour ? g : kHour;
     const int64_t lo = ceil_to(t, h) - f.window_us, hi = ceil_to(t, g);
-    int64_t count = 0;
-    double sum = 0, mn = 0, mx = 0, last = 0;
-    int64_t last_t = INT64_MIN;
-    std::vector<std::string> distinct;
-    for (const auto& e : all_) {
-      if (e.key != key || !e.valid_json || e.late || e.t <= lo || e.t > hi) continue;
-      if (f.agg == stream::Agg::kCount && e.type != "click") continue;
-      if (f.agg == stream::Agg::kSum && e.type != "purchase") continue;
-      if (count == 0) mn = mx = e.value;
-      ++count;
-      sum += e.value;
-      mn = std::min(mn, e.value);
-      mx = std::max(mx, e.value);
-      if (e.t >= last_t) {
-        last_t = e.t;
-        last = e.value;
-      }
-      distinct.push_back(e.type);
-    }
-    std::sort(distinct.begin(), distinct.end());
-    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-    switch (f.agg) {
-      case stream::Agg::kCount:
-        return static_cast<double>(count);
-      case stream::Agg::kSum:
-        return sum;
-      case stream::Agg::kCountDistinct:
-        return static_cast<double>(distinct.size());
-      case stream::Agg::kAvg:
-        if (count) return sum / static_cast<double>(count);
-        return {};
-      case stream::Agg::kMin:
-        if (count) return mn;
-        return {};
-      case stream::Agg::kMax:
-        if (count) return mx;
-        return {};
-      case stream::Agg::kLast:
-        if (count) return last;
-        return {};
-    }
-    return {};
+    return Aggregate(all_, f, key, lo, hi);
   }
 
   // Compares reads at several times per key against the reference; returns comparisons made.
