@@ -7,15 +7,24 @@
 namespace lakeloop::sql::internal {
 namespace {
 
+// Waits (bounded) until `done()` holds; no fixed sleeps.
+template <typename F>
+bool WaitFor(F done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
 // Idle means blocked on the condition variable: the loop does not run while nothing is queued.
 TEST(WatchdogTest, IdleWatchdogDoesNotPoll) {
   Watchdog watchdog;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (watchdog.wakeups() == 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::yield();
-  }
+  ASSERT_TRUE(WaitFor([&] { return watchdog.parked(); }));
   const uint64_t before = watchdog.wakeups();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // 10 poll periods
+  // A negative claim needs a window to watch: 10 poll periods without a single wakeup.
+  std::this_thread::sleep_for(10 * Watchdog::kPoll);
   EXPECT_EQ(watchdog.wakeups(), before);
 }
 
@@ -30,13 +39,15 @@ TEST(WatchdogTest, FiresPastDeadlineThenParks) {
     Watchdog::Ticket ticket;
     ticket.connection = c;
     ticket.deadline = std::chrono::steady_clock::now();
-    watchdog.Add(&ticket);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // >= several poll periods
+    const uint64_t start = watchdog.wakeups();
+    ASSERT_TRUE(watchdog.Add(&ticket));
+    // The deadline has passed: the first poll after Add fires; wait for two more polls.
+    ASSERT_TRUE(WaitFor([&] { return watchdog.wakeups() >= start + 3; }));
     watchdog.Remove(&ticket);
     EXPECT_EQ(ticket.fired, Watchdog::Fired::kDeadline);
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));  // one last tick, then parked
+    ASSERT_TRUE(WaitFor([&] { return watchdog.parked(); }));  // nothing registered: parks
     const uint64_t parked = watchdog.wakeups();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(10 * Watchdog::kPoll);  // the negative claim's window
     EXPECT_EQ(watchdog.wakeups(), parked);
   }
   duckdb_disconnect(&c);

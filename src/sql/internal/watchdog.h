@@ -55,6 +55,11 @@ class Watchdog {
   std::vector<std::string> Running();
   // Number of loop iterations so far (tests check that an idle watchdog does not spin).
   uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
+  // True while the thread sits in its untimed wait (nothing registered); for tests.
+  bool parked() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return parked_;
+  }
 
  private:
   void Loop();
