@@ -121,7 +121,28 @@ async function rebinding() {
   });
 }
 
-const scenarios = { ui, crossorigin, rebinding };
+async function login() {
+  return withBrowser([], async (page) => {
+    const out = {};
+    await page.goto(args.url + "/", { waitUntil: "load" });
+    await page.getByTestId("login").waitFor();
+    out.login_shown = true;
+    await shot(page, "login");
+    await page.getByTestId("token").fill(args.token);
+    await page.getByTestId("token").press("Enter");
+    await page.locator('[data-testid="tables-grid"], [data-testid="tables"] .empty').first().waitFor();
+    out.tables_text = await page.getByTestId("tables").textContent();
+    out.stored = await page.evaluate(() => sessionStorage.getItem("lakeloop.token"));
+    await page.click('a[data-page="sql"]');
+    await page.getByTestId("sql-editor").fill("SELECT 7 AS n");
+    await page.getByTestId("run").click();
+    await page.getByTestId("result-grid").waitFor();
+    out.rows = await page.locator('[data-testid="result-grid"] td').allTextContents();
+    return out;
+  });
+}
+
+const scenarios = { ui, crossorigin, rebinding, login };
 (async () => {
   const fn = scenarios[scenario];
   if (!fn) throw new Error("unknown scenario " + scenario);

@@ -134,6 +134,23 @@ def test_ui_shows_health_and_runs_sql(server, browser):
     assert out["external_requests"] == []
 
 
+def test_ui_asks_for_a_token_when_auth_is_required(project, data_dir, browser):
+    from conftest import Server
+    cfg = project / "lakeloop.yaml"
+    cfg.write_text(cfg.read_text().replace("server:\n", "server:\n  require_auth: true\n"))
+    s = Server(project, data_dir).start()
+    try:
+        assert requests.get(s.url + "/api/v1/tables", timeout=10).status_code == 401
+        assert s.commit("raw.items", "id\n1\n", token=s.admin_token()).status_code == 201
+        out = browser("login", url=s.url, token=s.admin_token())
+        assert out["login_shown"] is True
+        assert "raw.items" in out["tables_text"]
+        assert out["stored"] == s.admin_token()
+        assert out["rows"] == ["7"]
+    finally:
+        s.stop()
+
+
 EVIL_PAGE = """<!doctype html><html><body>
 <form id="form-urlencoded" method="POST" action="{api}/api/v1/tables/raw.items/commits?format=csv&mode=overwrite">
   <input name="id,name" value="9,evil"><button type="submit">go</button></form>
