@@ -14,6 +14,7 @@ apt_packages=(
   libssl-dev zlib1g-dev libpq-dev postgresql
   wrk clang-format
   python3 python3-venv
+  chromium fonts-liberation
 )
 
 missing=()
@@ -50,5 +51,26 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q -r "$here/python/requirements-dev.txt"
   echo "$want" > "$stamp"
+fi
+# The web UI (web/, TypeScript + Vite) is built into web/dist, which the server serves at `/`;
+# rebuilt when anything under web/ (but node_modules and dist) changed, stamped by hash like the venv.
+# Node >= 20.19 is needed by Vite; the browser tests drive Debian's chromium with playwright-core.
+web="$here/web"
+# (Node comes with the machine, NodeSource's nodejs package with npm; Debian 12's own is too old.)
+if ! command -v npm >/dev/null || ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' 2>/dev/null; then
+  echo "setup: Node.js >= 20.19 is needed to build the web UI (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+web_stamp="$web/dist/.build.sha256"
+web_want="$(cd "$web" && find . \( -path ./node_modules -o -path ./dist \) -prune -o -type f -print0 \
+  | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$web_stamp" ] || [ "$(cat "$web_stamp")" != "$web_want" ] || [ ! -f "$web/dist/index.html" ]; then
+  echo "setup: building the web UI (web/ -> web/dist)"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+  echo "$web_want" > "$web_stamp"
+fi
+if [ ! -x /usr/bin/chromium ] || ! /usr/bin/chromium --headless --no-sandbox --version >/dev/null 2>&1; then
+  echo "setup: /usr/bin/chromium (Debian's chromium) is missing or does not start: the browser tests need it" >&2
+  exit 1
 fi
 echo "setup: ok"

@@ -63,6 +63,20 @@ std::string MaterializeReportToJson(const std::string& run_id,
                                     const realtime::MaterializeReport& report);
 Status AddDatasetRoutes(Router& router, Services* services);
 
+// The built web UI (handlers/static.cc): GET /, /{file} (a file of the root, else index.html),
+// /assets/{file}; open (Role::kNone). Root: server.web_root, else DefaultWebRoot().
+Status AddStaticRoutes(Router& router, Services* services);
+// <dir of the running binary>/../web/dist (the binary lives in <repo>/build).
+std::filesystem::path DefaultWebRoot();
+// The regular file under `root` named by `relative` (a percent-decoded, '/'-separated path such
+// as "assets/index-1a2b3c4d.js"). InvalidArgument for an absolute path, an empty, "." / ".." or
+// hidden segment, a backslash, colon, NUL or control character; NotFound when it does not exist,
+// is not a regular file, or resolves (through symlinks) outside the canonical root.
+Result<std::filesystem::path> ResolveStaticPath(const std::filesystem::path& root,
+                                                std::string_view relative);
+// Content type by file extension (case-insensitive); application/octet-stream when unknown.
+std::string_view StaticContentType(std::string_view file_name);
+
 // Every route of the server, OpenAPI document included.
 Status AddAllRoutes(Router& router, Services* services);
 

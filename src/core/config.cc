@@ -70,7 +70,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& file) {
                    f("max_inflight_body_bytes", &c.server.max_inflight_body_bytes),
                    f("max_events_per_request", &c.server.max_events_per_request),
                    f("auth_failures_per_minute", &c.server.auth_failures_per_minute),
-                   f("ingest_queue_events", &c.server.ingest_queue_events)};
+                   f("ingest_queue_events", &c.server.ingest_queue_events),
+                   f("web_root", &c.server.web_root)};
   Fields sql = {f("threads", &c.sql.threads), f("memory_limit", &c.sql.memory_limit),
                 f("query_timeout_ms", &c.sql.query_timeout_ms),
                 f("default_row_limit", &c.sql.default_row_limit),

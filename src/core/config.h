@@ -29,6 +29,8 @@ struct ServerConfig {
   int64_t max_events_per_request = 100000;        // POST .../events beyond it: 413
   int auth_failures_per_minute = 20;              // bad tokens per client address, then 429
   int64_t ingest_queue_events = 100000;  // events queued for the event log's commit; past it 429
+  // The built web UI served at `/`; empty = <repo>/web/dist beside the binary's build dir.
+  std::string web_root;
 };
 
 struct SqlConfig {

@@ -41,6 +41,7 @@ Status AddAllRoutes(Router& router, Services* services) {
   RETURN_IF_ERROR(AddMetricsRoutes(router, services));
   if (services->realtime) RETURN_IF_ERROR(AddFeatureRoutes(router, services));
   RETURN_IF_ERROR(AddDatasetRoutes(router, services));
+  RETURN_IF_ERROR(AddStaticRoutes(router, services));
   OpenApiInfo info;
   info.version = services->version;
   info.description = "lakeloop: lakehouse, streaming features and the MLOps loop in one server.";
