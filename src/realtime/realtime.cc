@@ -800,7 +800,9 @@ Result<MaterializeReport> Realtime::Materialize(const std::string& view_name, bo
     if (v.name == view_name && v.kind == features::ViewKind::kBatch) view = &v;
   }
   if (!view) return NotFound("batch feature view '" + view_name + "'");
-  const features::Entity* entity = a->Registry().FindEntity(view->entity);
+  const features::Registry registry =
+      a->Registry();  // a copy: keep it alive while `entity` is used
+  const features::Entity* entity = registry.FindEntity(view->entity);
   if (!entity) return NotFound("entity '" + view->entity + "' of view '" + view_name + "'");
   const std::string join_key = entity->join_key;
   const std::string fingerprint = a->view_bodies.at(view_name);
