@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ROOT, error_code
+from conftest import ROOT, error_code, require_component
 
 WEB = ROOT / "web"
 DRIVER = ROOT / "tests" / "browser" / "ui_browser.cjs"
@@ -23,24 +23,16 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "ui"
 
 
-def _need(ok, what):
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is missing (scripts/setup.sh installs it); CI=true does not skip")
-    pytest.skip(f"{what} is missing: run scripts/setup.sh")
-
-
 @pytest.fixture
 def built_ui():
-    _need((WEB / "dist" / "index.html").is_file(), "the built web UI (web/dist)")
+    require_component((WEB / "dist" / "index.html").is_file(), "the built web UI (web/dist)")
 
 
 @pytest.fixture
 def browser(built_ui):
-    _need(shutil.which("node") is not None, "node")
-    _need(os.access(CHROMIUM, os.X_OK), CHROMIUM)
-    _need((WEB / "node_modules" / "playwright-core").is_dir(), "web/node_modules/playwright-core")
+    require_component(shutil.which("node") is not None, "node")
+    require_component(os.access(CHROMIUM, os.X_OK), CHROMIUM)
+    require_component((WEB / "node_modules" / "playwright-core").is_dir(), "web/node_modules/playwright-core")
 
     def run(scenario, **args):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
