@@ -289,15 +289,20 @@ def test_folder_readers_right_after_merge(tmp_path):
         s.stop()
 
 
-def test_folder_readers_right_after_compaction(tmp_path):
-    """Stream archive compaction: a replace commit swaps many small files for one."""
+def start_streams_server(tmp_path):
+    """A served project holding only the example shop's streams; returns (server, data dir)."""
     project = tmp_path / "rt"
     project.mkdir()
     shutil.copytree(SHOP / "streams", project / "streams")
     (project / "lakeloop.yaml").write_text("server:\n  worker_threads: 2\n")
     data = tmp_path / "data"
     run_cli(project, data, "apply")
-    s = Server(project, data).start()
+    return Server(project, data).start(), data
+
+
+def test_folder_readers_right_after_compaction(tmp_path):
+    """Stream archive compaction: a replace commit swaps many small files for one."""
+    s, data = start_streams_server(tmp_path)
     try:
         base = datetime(2026, 10, 5, 12, 0, tzinfo=timezone.utc)
         for i in range(18):  # more than compact_min_files (16) small files for one date
@@ -324,13 +329,7 @@ def test_folder_readers_right_after_compaction(tmp_path):
 
 def test_archive_now_reports_what_is_left(tmp_path):
     """POST .../archive with a round limit answers 202 and the events remaining while work remains."""
-    project = tmp_path / "rt"
-    project.mkdir()
-    shutil.copytree(SHOP / "streams", project / "streams")
-    (project / "lakeloop.yaml").write_text("server:\n  worker_threads: 2\n")
-    data = tmp_path / "data"
-    run_cli(project, data, "apply")
-    s = Server(project, data).start()
+    s, data = start_streams_server(tmp_path)
     try:
         r = requests.post(f"{s.url}/api/v1/streams/clicks/archive", params={"max_rounds": "0"}, timeout=30)
         assert r.status_code == 400
